@@ -1,0 +1,74 @@
+"""The window kernel of _core against its NumPy formula, and the boundary checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fastseg import _native
+
+
+def reference_window(image: np.ndarray, lo: float, hi: float, offset: float, scale: float) -> np.ndarray:
+    return ((np.clip(image.astype(np.float64), lo, hi) - offset) * scale).astype(np.float32)
+
+
+@given(
+    values=hnp.arrays(
+        dtype=np.int32,
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9),
+        elements=st.integers(-3000, 3000),
+    ),
+    dtype=st.sampled_from([np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64]),
+    lo=st.floats(-2000, 0),
+    width=st.floats(0, 3000),
+    scale=st.floats(-2, 2),
+)
+def test_window_matches_numpy(
+    values: np.ndarray, dtype: type, lo: float, width: float, scale: float
+) -> None:
+    limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+    image = np.clip(values, max(limits.min, -3000), min(limits.max, 3000)).astype(dtype)
+    hi = lo + width
+    got = _native.window(image, lo, hi, lo, scale)
+    np.testing.assert_allclose(got, reference_window(image, lo, hi, lo, scale), rtol=1e-6, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == image.shape
+
+
+def test_window_non_contiguous_input() -> None:
+    image = np.arange(2 * 6 * 5, dtype=np.int16).reshape(2, 6, 5) - 30
+    view = image[:, ::2, ::-1]
+    np.testing.assert_allclose(_native.window(view, -10, 10, -10, 0.05), reference_window(view, -10, 10, -10, 0.05))
+
+
+def test_window_rejects_inverted_window() -> None:
+    with pytest.raises(ValueError, match="lo <= hi"):
+        _native.window(np.zeros(3, np.float32), 5, 1, 0, 1)
+
+
+def test_core_checks_name_argument_and_dtype() -> None:
+    out = np.empty(4, np.float64)
+    with pytest.raises(TypeError, match="out: expected dtype float32, got float64"):
+        _native.core.window(np.zeros(4, np.float32), out, 0, 1, 0, 1)
+    with pytest.raises(ValueError, match=r"out: expected shape \(4,\)"):
+        _native.core.window(np.zeros(4, np.float32), np.empty(5, np.float32), 0, 1, 0, 1)
+
+
+def test_build_info_reports_openmp_and_cuda() -> None:
+    info = _native.build_info()
+    assert info["openmp_threads"] >= 1
+    assert isinstance(info["cuda_compiled"], bool)
+    if info["cuda_compiled"]:
+        assert {"80", "90"} <= set(info["cuda_architectures"])
+
+
+@pytest.mark.cuda
+def test_window_cuda_matches_cpu() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 500, size=(17, 33, 29)).astype(np.float32)
+    got = _native.window(torch.from_numpy(image).cuda(), -1000, 400, -1000, 1 / 1400).cpu().numpy()
+    np.testing.assert_allclose(got, _native.window(image, -1000, 400, -1000, 1 / 1400), rtol=1e-6, atol=1e-7)
