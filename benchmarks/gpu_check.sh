@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One prepared GPU check for a lent GPU machine (no network there): builds _core with CUDA, runs the
+# CUDA tests, runs the GPU benchmarks, and prints a short table last.
+# Usage (from the repo root, on the GPU machine): bash benchmarks/gpu_check.sh
+# Writes logs under ${OUT:-gpu_check_out}/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_check_out}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+summary=()
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+card=$(head -n1 "$out/gpu.txt" | cut -d, -f1)
+
+start=$(date +%s)
+if FASTSEG_CUDA=ON python3 -m pip install -q --no-build-isolation --no-deps . >"$out/build.log" 2>&1; then
+  summary+=("build (FASTSEG_CUDA=ON)|ok|$(( $(date +%s) - start )) s")
+else
+  tail -n 40 "$out/build.log"
+  echo "build failed"; exit 1
+fi
+python3 -m fastseg.cli info | tee "$out/info.txt"
+
+# CUDA tests: files that need only numpy/torch (no nibabel/SimpleITK/zarr on that machine).
+if python3 -m pytest -q -m cuda tests/native -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
+  summary+=("CUDA tests|ok|$(tail -n1 "$out/cuda_tests.log")")
+else
+  tail -n 40 "$out/cuda_tests.log"
+  summary+=("CUDA tests|FAILED|$(tail -n1 "$out/cuda_tests.log")")
+fi
+
+# GPU benchmarks: each prints one line 'RESULT name|value|unit' that ends up in the table.
+for bench in benchmarks/gpu_*.py; do
+  [ -e "$bench" ] || continue
+  if python3 "$bench" >"$out/$(basename "$bench" .py).log" 2>&1; then
+    while IFS= read -r line; do summary+=("${line#RESULT }"); done \
+      < <(grep '^RESULT ' "$out/$(basename "$bench" .py).log")
+  else
+    tail -n 20 "$out/$(basename "$bench" .py).log"
+    summary+=("$(basename "$bench")|FAILED|see log")
+  fi
+done
+
+echo
+echo "== fastseg GPU check on ${card} =="
+printf '%-40s %-12s %s\n' "check" "result" "detail"
+for row in "${summary[@]}"; do
+  IFS='|' read -r a b c <<<"$row"
+  printf '%-40s %-12s %s\n' "$a" "$b" "$c"
+done
