@@ -27,6 +27,61 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from fastseg import io
+    from fastseg.report import save_triplanar
+
+    image = io.read(args.case)
+    label = io.read(args.label) if args.label else None
+    if label is not None:
+        io.check_pair(image, label, image_path=args.case, label_path=args.label)
+    window = _parse_window(args.window)
+    path = save_triplanar(args.out, image, label, window=window, title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def _parse_window(text: str | None) -> str | tuple[float, float] | None:
+    if text is None or text in {"lung", "soft", "bone"}:
+        return text
+    try:
+        width, level = (float(v) for v in text.split(","))
+    except ValueError:
+        raise FastsegError(
+            f"--window: expected lung, soft, bone or WIDTH,LEVEL in HU, got {text!r}"
+        ) from None
+    return (width, level)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from fastseg.stats import compare_tables
+
+    results = compare_tables(
+        args.a,
+        args.b,
+        metric=args.metric,
+        by=args.by or None,
+        alpha=args.alpha,
+        alternative=args.alternative,
+        drop_nonfinite=args.drop_nonfinite,
+    )
+    for group, result in results.items():
+        print(f"[{args.by or 'all'} {group}] {args.metric}")
+        print(result.summary())
+    if args.out:
+        from fastseg._atomic import atomic_path
+
+        report = {
+            "metric": args.metric,
+            "by": args.by,
+            "results": {g: r.to_dict() for g, r in results.items()},
+        }
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2, allow_nan=False))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastseg", description="Deep-learning segmentation of 3D CT and MR images."
@@ -42,6 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget in minutes")
     p.add_argument("--seed", type=int, default=0, help="random seed of phantoms and training")
     p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("view", help="tri-planar PNG of a scan, with a label overlay")
+    p.add_argument("case", help="image file or DICOM folder")
+    p.add_argument("--label", help="label map on the same grid")
+    p.add_argument("--window", help="lung, soft, bone or WIDTH,LEVEL in HU (default: percentiles)")
+    p.add_argument("--title")
+    p.add_argument("--out", required=True, help="output .png")
+    p.set_defaults(handler=_cmd_view)
+
+    p = sub.add_parser("compare", help="is method A significantly different from method B?")
+    p.add_argument("a", help="metric table (CSV from `fastseg evaluate`) of method A")
+    p.add_argument("b", help="metric table of method B")
+    p.add_argument("--metric", default="dice", help="column to compare (default: dice)")
+    p.add_argument("--by", default="label", help="compare per value of this column ('' for all)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alternative", choices=["two-sided", "greater", "less"], default="two-sided")
+    p.add_argument("--drop-nonfinite", action="store_true", help="drop inf values (empty masks)")
+    p.add_argument("--out", help="write the report as JSON")
+    p.set_defaults(handler=_cmd_compare)
     return parser
 
 

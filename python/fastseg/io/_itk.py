@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastseg._atomic import atomic_folder_files, atomic_path
 from fastseg.errors import FastsegError, ImageReadError, InputError
-from fastseg.io._atomic import atomic_folder_files, atomic_path
 from fastseg.io._volume import Volume
 
 _LPS = np.diag([-1.0, -1.0, 1.0])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastseg._atomic import atomic_path
 from fastseg.errors import ImageReadError, InputError
-from fastseg.io._atomic import atomic_path
 from fastseg.io._volume import Volume
 
 # nibabel's voxel order is (i, j, k) = (x, y, z); ours is (z, y, x).

@@ -11,5 +11,13 @@ from __future__ import annotations
 from fastseg.stats._compare import compare
 from fastseg.stats._multiple import compare_many, holm
 from fastseg.stats._result import ComparisonResult
+from fastseg.stats._tables import compare_tables, read_metric_table
 
-__all__ = ["ComparisonResult", "compare", "compare_many", "holm"]
+__all__ = [
+    "ComparisonResult",
+    "compare",
+    "compare_many",
+    "compare_tables",
+    "holm",
+    "read_metric_table",
+]

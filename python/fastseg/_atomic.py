@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str) -> Iterator[Path]:
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path ``.<name>.tmp-XXXX<suffix>`` next to ``path``; on success it is
     renamed onto ``path`` with ``os.replace``, on failure it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,3 +42,11 @@ def atomic_folder_files(path: Path) -> Iterator[Path]:
         os.replace(header, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    path = Path(path)
+    with atomic_path(path, path.suffix) as tmp:
+        tmp.write_text(text)
+    return path
