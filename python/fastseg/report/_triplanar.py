@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastseg._atomic import atomic_path
 from fastseg.errors import GeometryMismatchError, InputError
 from fastseg.report._overlay import check_labels, label_color, overlay_rgb
 from fastseg.report._window import resolve_window
@@ -331,13 +331,6 @@ def save_triplanar(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", facecolor=fig.get_facecolor())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out, ".png") as tmp:
+        fig.savefig(tmp, format="png", facecolor=fig.get_facecolor())
     return out
