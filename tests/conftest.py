@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Busy-waiting OpenMP threads (torch's and _core's) slow each other down on a shared 2-core
+# machine; set before torch or _core load libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 from hypothesis import HealthCheck, settings
 

@@ -40,9 +40,26 @@ inline void require_c_contiguous(const py::array& a, const char* name) {
   }
 }
 
+// dtype equality by type number and byte order: NumPy may hand over equal dtypes that are
+// distinct objects (nibabel does), so identity (`dtype::is`) is not the test. Non-native byte
+// order is refused (fastseg._native converts to native order before calling _core).
+inline bool native_byte_order(const py::dtype& dt) {
+  const char order = dt.byteorder();
+  return order == '=' || order == '|' || (order == '<') == (PY_LITTLE_ENDIAN != 0);
+}
+
+template <class T>
+bool is_dtype(const py::dtype& dt) {
+  return native_byte_order(dt) && dt.normalized_num() == py::dtype::of<T>().normalized_num();
+}
+
+inline bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return a.normalized_num() == b.normalized_num() && native_byte_order(a) == native_byte_order(b);
+}
+
 template <class T>
 void require_dtype(const py::array& a, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>())) {
+  if (!is_dtype<T>(a.dtype())) {
     throw py::type_error(std::string(name) + ": expected dtype " +
                          py::str(py::dtype::of<T>()).cast<std::string>() + ", got " + dtype_str(a));
   }
@@ -69,15 +86,15 @@ struct Tag {
 template <class Fn>
 auto dispatch_numeric(const py::array& a, const char* name, Fn&& fn) {
   const py::dtype dt = a.dtype();
-  if (dt.is(py::dtype::of<uint8_t>())) return fn(Tag<uint8_t>{});
-  if (dt.is(py::dtype::of<int8_t>())) return fn(Tag<int8_t>{});
-  if (dt.is(py::dtype::of<int16_t>())) return fn(Tag<int16_t>{});
-  if (dt.is(py::dtype::of<uint16_t>())) return fn(Tag<uint16_t>{});
-  if (dt.is(py::dtype::of<int32_t>())) return fn(Tag<int32_t>{});
-  if (dt.is(py::dtype::of<uint32_t>())) return fn(Tag<uint32_t>{});
-  if (dt.is(py::dtype::of<int64_t>())) return fn(Tag<int64_t>{});
-  if (dt.is(py::dtype::of<float>())) return fn(Tag<float>{});
-  if (dt.is(py::dtype::of<double>())) return fn(Tag<double>{});
+  if (is_dtype<uint8_t>(dt)) return fn(Tag<uint8_t>{});
+  if (is_dtype<int8_t>(dt)) return fn(Tag<int8_t>{});
+  if (is_dtype<int16_t>(dt)) return fn(Tag<int16_t>{});
+  if (is_dtype<uint16_t>(dt)) return fn(Tag<uint16_t>{});
+  if (is_dtype<int32_t>(dt)) return fn(Tag<int32_t>{});
+  if (is_dtype<uint32_t>(dt)) return fn(Tag<uint32_t>{});
+  if (is_dtype<int64_t>(dt)) return fn(Tag<int64_t>{});
+  if (is_dtype<float>(dt)) return fn(Tag<float>{});
+  if (is_dtype<double>(dt)) return fn(Tag<double>{});
   throw py::type_error(std::string(name) +
                        ": expected dtype uint8, int8, int16, uint16, int32, uint32, int64, "
                        "float32 or float64, got " + dtype_str(a));
