@@ -29,5 +29,6 @@ PYBIND11_MODULE(_core, m) {
     omp_set_num_threads(n);
   }, py::arg("num_threads"));
   fastseg::bind_intensity(m);
+  fastseg::bind_metrics(m);
   fastseg::bind_cuda(m);
 }

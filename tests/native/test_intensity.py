@@ -72,3 +72,13 @@ def test_window_cuda_matches_cpu() -> None:
     image = rng.normal(0, 500, size=(17, 33, 29)).astype(np.float32)
     got = _native.window(torch.from_numpy(image).cuda(), -1000, 400, -1000, 1 / 1400).cpu().numpy()
     np.testing.assert_allclose(got, _native.window(image, -1000, 400, -1000, 1 / 1400), rtol=1e-6, atol=1e-7)
+
+
+def test_window_accepts_equal_dtype_objects_and_big_endian() -> None:
+    """nibabel hands out dtypes equal to, but not identical with, NumPy's own objects."""
+    image = np.arange(-50, 70, dtype=np.int16).reshape(4, 5, 6)
+    distinct = image.view(np.dtype("<i2").newbyteorder("<"))
+    big_endian = image.astype(">i2")
+    expected = reference_window(image, -20, 30, -20, 0.02)
+    np.testing.assert_allclose(_native.window(distinct, -20, 30, -20, 0.02), expected)
+    np.testing.assert_allclose(_native.window(big_endian, -20, 30, -20, 0.02), expected)

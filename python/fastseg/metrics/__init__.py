@@ -1,0 +1,10 @@
+"""Segmentation metrics per label: Dice, Jaccard, volume similarity, Hausdorff (HD, HD95),
+average surface distance (ASSD), average Hausdorff distance (AVD) and normalised surface Dice
+(NSD), computed exactly by the native core on ``(z, y, x)`` label maps with spacing in mm."""
+
+from __future__ import annotations
+
+from fastseg.metrics._batch import COLUMNS, evaluate_batch
+from fastseg.metrics._evaluate import METRICS, evaluate
+
+__all__ = ["COLUMNS", "METRICS", "evaluate", "evaluate_batch"]
