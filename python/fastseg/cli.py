@@ -82,6 +82,71 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from fastseg.metrics import evaluate_folders, format_summary, summarize
+
+    labels = [int(v) for v in args.labels.split(",")] if args.labels else None
+    rows = evaluate_folders(
+        args.pred,
+        args.ref,
+        args.out,
+        labels=labels,
+        workers=args.workers,
+        hd95=args.hd95,
+        nsd_tolerance=args.nsd_tolerance,
+        allow_missing=args.allow_missing,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+    )
+    print(format_summary(summarize(rows)))
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from fastseg.store import convert
+
+    report = convert(
+        args.src,
+        args.dst,
+        spacing=args.spacing,
+        modality=args.modality,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        bias_field=args.bias_field,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"{args.dst}: {len(report.converted)} converted, {len(report.skipped)} already complete, "
+        f"{len(report.failed)} failed"
+    )
+    for case, reason in report.failed.items():
+        print(f"  failed {case}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _cmd_augment_preview(args: argparse.Namespace) -> int:
+    from fastseg import io
+    from fastseg.augment import Pipeline, default_config, save_preview
+
+    image = io.read(args.case)
+    label = io.read(args.label) if args.label else None
+    if label is not None:
+        io.check_pair(image, label, image_path=args.case, label_path=args.label)
+    pipeline = Pipeline.from_yaml(args.config) if args.config else Pipeline(default_config())
+    path = save_preview(
+        image.array,
+        None if label is None else label.array,
+        pipeline,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        spacing=image.spacing,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastseg", description="Deep-learning segmentation of 3D CT and MR images."
@@ -105,6 +170,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title")
     p.add_argument("--out", required=True, help="output .png")
     p.set_defaults(handler=_cmd_view)
+
+    p = sub.add_parser("evaluate", help="metrics of predictions against references, per label")
+    p.add_argument("--pred", required=True, help="folder of predicted label maps")
+    p.add_argument("--ref", required=True, help="folder of reference label maps (same file names)")
+    p.add_argument("--out", required=True, help="metrics CSV, one row per case and label")
+    p.add_argument("--labels", help="comma-separated labels (default: all present)")
+    p.add_argument("--workers", type=int, help="threads (default: all cores)")
+    p.add_argument("--hd95", choices=["max_directed", "pooled"], default="max_directed")
+    p.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in mm")
+    p.add_argument("--allow-missing", action="store_true", help="leave out cases with no prediction")
+    p.add_argument("--scheduler", help="address of a Dask scheduler to spread the pairs over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("convert", help="convert a dataset into a fastseg Zarr store")
+    p.add_argument("src", help="MSD/nnU-Net folder, folder of images, or of DICOM series")
+    p.add_argument("dst", help="store path or fsspec URL")
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="target spacing in mm (default: the dataset's median)",
+    )
+    p.add_argument("--modality", choices=["ct", "mr"])
+    p.add_argument("--workers", type=int, help="local worker processes (default: all CPUs)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler to run on")
+    p.add_argument("--bias-field", action="store_true", help="N4 bias-field correction for MR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.set_defaults(handler=_cmd_convert)
+
+    p = sub.add_parser(
+        "augment-preview", help="PNG of a case before and after random augmentations"
+    )
+    p.add_argument("case", help="image file or DICOM folder")
+    p.add_argument("--label", help="label map on the same grid")
+    p.add_argument("--config", help="augmentation YAML (default: nnU-Net-like pipeline)")
+    p.add_argument("-n", type=int, default=4, help="number of random draws (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .png")
+    p.set_defaults(handler=_cmd_augment_preview)
 
     p = sub.add_parser("compare", help="is method A significantly different from method B?")
     p.add_argument("a", help="metric table (CSV from `fastseg evaluate`) of method A")

@@ -6,5 +6,22 @@ from __future__ import annotations
 
 from fastseg.metrics._batch import COLUMNS, evaluate_batch
 from fastseg.metrics._evaluate import METRICS, evaluate
+from fastseg.metrics._folders import (
+    evaluate_folders,
+    format_summary,
+    match_folders,
+    rows_to_csv,
+    summarize,
+)
 
-__all__ = ["COLUMNS", "METRICS", "evaluate", "evaluate_batch"]
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "evaluate",
+    "evaluate_batch",
+    "evaluate_folders",
+    "format_summary",
+    "match_folders",
+    "rows_to_csv",
+    "summarize",
+]
