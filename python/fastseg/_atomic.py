@@ -44,7 +44,7 @@ def atomic_folder_files(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
     path = Path(path)
     with atomic_path(path, path.suffix) as tmp:
