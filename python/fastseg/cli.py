@@ -69,15 +69,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"[{args.by or 'all'} {group}] {args.metric}")
         print(result.summary())
     if args.out:
-        from fastseg._atomic import atomic_path
+        from fastseg._atomic import write_text_atomic
 
         report = {
             "metric": args.metric,
             "by": args.by,
-            "results": {g: r.to_dict() for g, r in results.items()},
+            "results": {group: result.to_dict() for group, result in results.items()},
         }
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, allow_nan=False))
+        write_text_atomic(args.out, json.dumps(report, indent=2, allow_nan=False))
         print(f"wrote {args.out}")
     return 0
 
@@ -114,14 +113,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         bias_field=args.bias_field,
+        register=args.register,
         overwrite=args.overwrite,
     )
-    print(
-        f"{args.dst}: {len(report.converted)} converted, {len(report.skipped)} already complete, "
-        f"{len(report.failed)} failed"
-    )
-    for case, reason in report.failed.items():
-        print(f"  failed {case}: {reason}", file=sys.stderr)
+    print(report.summary())
     return 0 if report.ok else 1
 
 
@@ -179,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="threads (default: all cores)")
     p.add_argument("--hd95", choices=["max_directed", "pooled"], default="max_directed")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in mm")
-    p.add_argument("--allow-missing", action="store_true", help="leave out cases with no prediction")
+    p.add_argument(
+        "--allow-missing", action="store_true", help="leave out cases with no prediction"
+    )
     p.add_argument("--scheduler", help="address of a Dask scheduler to spread the pairs over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_evaluate)
@@ -197,7 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=["ct", "mr"])
     p.add_argument("--workers", type=int, help="local worker processes (default: all CPUs)")
     p.add_argument("--scheduler", help="address of a Dask scheduler to run on")
-    p.add_argument("--bias-field", action="store_true", help="N4 bias-field correction for MR")
+    p.add_argument(
+        "--bias-field", "--n4", action="store_true", help="N4 bias-field correction (MR)"
+    )
+    p.add_argument(
+        "--register",
+        choices=["rigid", "affine"],
+        help="register other channels to the first when not on one grid",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(handler=_cmd_convert)
 

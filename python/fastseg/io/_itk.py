@@ -7,6 +7,7 @@ origin and direction are negated to get RAS+.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,8 @@ def read_itk(path: Path, channel: int | None = None) -> Volume:
         raise ImageReadError(f"{path}: invalid geometry: {exc}") from exc
 
 
-def write_itk(volume: Volume, path: Path) -> None:
-    """Write with compression; bool is stored as uint8."""
+def to_sitk(volume: Volume) -> Any:
+    """A SimpleITK image (LPS world, index order x, y, z) on the Volume's grid; bool as uint8."""
     import SimpleITK as sitk
 
     array = volume.array
@@ -74,10 +75,21 @@ def write_itk(volume: Volume, path: Path) -> None:
     try:
         img = sitk.GetImageFromArray(np.ascontiguousarray(array))
     except Exception as exc:
-        raise InputError(f"{path}: SimpleITK cannot store dtype {array.dtype} ({exc})") from exc
+        raise InputError(f"SimpleITK cannot store dtype {array.dtype} ({exc})") from exc
     img.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
     img.SetOrigin(tuple(float(v) for v in _LPS @ np.asarray(volume.origin)))
     img.SetDirection(tuple(float(v) for v in (_LPS @ volume.direction)[:, ::-1].ravel()))
+    return img
+
+
+def write_itk(volume: Volume, path: Path) -> None:
+    """Write with compression; bool is stored as uint8."""
+    import SimpleITK as sitk
+
+    try:
+        img = to_sitk(volume)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     suffix = path.suffix.lower()
     ctx = (
         atomic_folder_files(path) if suffix in _SIDECAR_SUFFIXES else atomic_path(path, path.suffix)
