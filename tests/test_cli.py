@@ -87,3 +87,13 @@ def test_compare_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     report = json.loads(out.read_text())
     assert report["results"]["1"]["paired"] is True
     assert "p =" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_augment_preview_writes_png(shared_data: Path, tmp_path: Path) -> None:
+    image = shared_data / "hippocampus" / "imagesTr" / "hippocampus_003.nii.gz"
+    label = shared_data / "hippocampus" / "labelsTr" / "hippocampus_003.nii.gz"
+    out = tmp_path / "preview.png"
+    args = ["augment-preview", str(image), "--label", str(label), "-n", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -30,5 +30,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("num_threads"));
   fastseg::bind_intensity(m);
   fastseg::bind_metrics(m);
+  fastseg::bind_augment(m);
+  fastseg::bind_loss(m);
   fastseg::bind_cuda(m);
 }

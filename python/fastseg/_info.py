@@ -28,7 +28,7 @@ def _torch_gpu() -> str | None:
 
 def info() -> dict[str, Any]:
     """Version, native build (compiler, OpenMP threads, CUDA architectures), visible GPU, peers."""
-    from fastseg import _native, __version__
+    from fastseg import __version__, _native
 
     build = _native.build_info()
     gpu_name = _torch_gpu()

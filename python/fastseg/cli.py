@@ -130,8 +130,8 @@ def _cmd_augment_preview(args: argparse.Namespace) -> int:
         io.check_pair(image, label, image_path=args.case, label_path=args.label)
     pipeline = Pipeline.from_yaml(args.config) if args.config else Pipeline(default_config())
     path = save_preview(
-        image.array,
-        None if label is None else label.array,
+        image.array.astype("float32"),
+        None if label is None else io.label_map(label, f"--label {args.label}"),
         pipeline,
         args.out,
         n=args.n,

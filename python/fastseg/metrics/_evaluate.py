@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from fastseg import _native
+from fastseg.io._labels import label_map
 from fastseg.metrics import _inputs
 
 METRICS = ("dice", "jaccard", "hd", "hd95", "avd", "assd", "vs", "nsd")
@@ -42,8 +43,8 @@ def prepare_pair(
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Validated C-contiguous label maps of one dtype and the spacing (z, y, x) mm of a pair."""
     sp = _inputs.pair_geometry(pred, ref, spacing, pred_name, ref_name)
-    p = _inputs.label_map(pred, pred_name)
-    r = _inputs.label_map(ref, ref_name)
+    p = label_map(pred, pred_name)
+    r = label_map(ref, ref_name)
     _inputs.check_shapes(p, r, pred_name, ref_name)
     p, r = _inputs.common_dtype(p, r)
     return p, r, sp
