@@ -66,7 +66,7 @@ def test_view_writes_png(shared_data: Path, tmp_path: Path) -> None:
 def test_view_rejects_bad_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = io.write(io.Volume(np.zeros((4, 5, 6), np.int16)), tmp_path / "x.nii.gz")
     assert main(["view", str(path), "--window", "wide", "--out", str(tmp_path / "v.png")]) == 2
-    assert "--window" in capsys.readouterr().err
+    assert "window 'wide'" in capsys.readouterr().err
 
 
 def test_view_missing_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

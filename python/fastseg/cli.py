@@ -35,22 +35,9 @@ def _cmd_view(args: argparse.Namespace) -> int:
     label = io.read(args.label) if args.label else None
     if label is not None:
         io.check_pair(image, label, image_path=args.case, label_path=args.label)
-    window = _parse_window(args.window)
-    path = save_triplanar(args.out, image, label, window=window, title=args.title)
+    path = save_triplanar(args.out, image, label, window=args.window, title=args.title)
     print(f"wrote {path}")
     return 0
-
-
-def _parse_window(text: str | None) -> str | tuple[float, float] | None:
-    if text is None or text in {"lung", "soft", "bone"}:
-        return text
-    try:
-        width, level = (float(v) for v in text.split(","))
-    except ValueError:
-        raise FastsegError(
-            f"--window: expected lung, soft, bone or WIDTH,LEVEL in HU, got {text!r}"
-        ) from None
-    return (width, level)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

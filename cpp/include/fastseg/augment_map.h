@@ -23,11 +23,7 @@
 #include <cstdint>
 
 #ifndef FASTSEG_HD
-#ifdef __CUDACC__
-#define FASTSEG_HD __host__ __device__
-#else
-#define FASTSEG_HD
-#endif
+#include "fastseg/portability.h"
 #endif
 
 namespace fastseg::augment {

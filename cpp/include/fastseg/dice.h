@@ -27,11 +27,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __CUDACC__
-#define FASTSEG_HD __host__ __device__
-#else
-#define FASTSEG_HD
-#endif
+#include "fastseg/portability.h"
 
 namespace fastseg::dice {
 

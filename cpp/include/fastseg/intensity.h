@@ -5,11 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define FASTSEG_HD __host__ __device__
-#else
-#define FASTSEG_HD
-#endif
+#include "fastseg/portability.h"
 
 namespace fastseg {
 

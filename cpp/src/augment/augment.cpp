@@ -33,11 +33,7 @@
 #include "fastseg/augment_intensity.h"
 #include "fastseg/augment_sample.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTSEG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTSEG_CLONES
-#endif
+#include "fastseg/portability.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define FASTSEG_X86_GATHER 1

@@ -21,11 +21,7 @@
 #include "fastseg/dice.h"
 #include "fastseg/parallel.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTSEG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTSEG_CLONES
-#endif
+#include "fastseg/portability.h"
 
 #if defined(__GNUC__)
 #define FASTSEG_INLINE inline __attribute__((always_inline))
