@@ -37,11 +37,16 @@ def main() -> None:
     cpu_s = median_seconds(lambda: _native.window(image, *params), repeats=5)
     gpu_s = median_seconds(run_gpu)
     np.testing.assert_allclose(
-        _native.window(gpu, *params).cpu().numpy(), _native.window(image, *params), rtol=1e-6, atol=1e-7
+        _native.window(gpu, *params).cpu().numpy(),
+        _native.window(image, *params),
+        rtol=1e-6,
+        atol=1e-7,
     )
     voxels = image.size
     print(f"RESULT window 512x512x300 CPU|{voxels / cpu_s / 1e9:.2f}|Gvox/s")
-    print(f"RESULT window 512x512x300 GPU|{voxels / gpu_s / 1e9:.2f}|Gvox/s (x{cpu_s / gpu_s:.0f} vs CPU)")
+    print(
+        f"RESULT window 512x512x300 GPU|{voxels / gpu_s / 1e9:.2f}|Gvox/s (x{cpu_s / gpu_s:.0f} vs CPU)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def cuda_available() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if cuda_available():
         return
-    skip = pytest.mark.skip(reason="no CUDA GPU visible (CUDA tests run in benchmarks/gpu_check.sh)")
+    skip = pytest.mark.skip(
+        reason="no CUDA GPU visible (CUDA tests run in benchmarks/gpu_check.sh)"
+    )
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)

@@ -25,7 +25,15 @@ def test_info_reports_build_device_and_packages() -> None:
 def test_cli_info_text_and_json(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["info"]) == 0
     text = capsys.readouterr().out
-    for field in ("OpenMP threads", "CUDA kernels", "GPU visible", "torch", "zarr", "nibabel", "SimpleITK"):
+    for field in (
+        "OpenMP threads",
+        "CUDA kernels",
+        "GPU visible",
+        "torch",
+        "zarr",
+        "nibabel",
+        "SimpleITK",
+    ):
         assert field in text
     assert main(["info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["native"]["openmp_threads"] >= 1
@@ -33,6 +41,9 @@ def test_cli_info_text_and_json(capsys) -> None:  # type: ignore[no-untyped-def]
 
 def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "fastseg", "info", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "fastseg", "info", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "cuda_compiled" in json.loads(result.stdout)["native"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Any
 
-OPTIONAL_PACKAGES = ("torch", "zarr", "nibabel", "SimpleITK", "pydicom", "dask", "nvidia-dali-cuda130")
+OPTIONAL_PACKAGES = (
+    "torch",
+    "zarr",
+    "nibabel",
+    "SimpleITK",
+    "pydicom",
+    "dask",
+    "nvidia-dali-cuda130",
+)
 
 
 def _package_version(name: str) -> str | None:

@@ -11,7 +11,9 @@ from hypothesis.extra import numpy as hnp
 from fastseg import _native
 
 
-def reference_window(image: np.ndarray, lo: float, hi: float, offset: float, scale: float) -> np.ndarray:
+def reference_window(
+    image: np.ndarray, lo: float, hi: float, offset: float, scale: float
+) -> np.ndarray:
     return ((np.clip(image.astype(np.float64), lo, hi) - offset) * scale).astype(np.float32)
 
 
@@ -33,14 +35,18 @@ def test_window_matches_numpy(
     image = np.clip(values, max(limits.min, -3000), min(limits.max, 3000)).astype(dtype)
     hi = lo + width
     got = _native.window(image, lo, hi, lo, scale)
-    np.testing.assert_allclose(got, reference_window(image, lo, hi, lo, scale), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        got, reference_window(image, lo, hi, lo, scale), rtol=1e-6, atol=1e-6
+    )
     assert got.dtype == np.float32 and got.shape == image.shape
 
 
 def test_window_non_contiguous_input() -> None:
     image = np.arange(2 * 6 * 5, dtype=np.int16).reshape(2, 6, 5) - 30
     view = image[:, ::2, ::-1]
-    np.testing.assert_allclose(_native.window(view, -10, 10, -10, 0.05), reference_window(view, -10, 10, -10, 0.05))
+    np.testing.assert_allclose(
+        _native.window(view, -10, 10, -10, 0.05), reference_window(view, -10, 10, -10, 0.05)
+    )
 
 
 def test_window_rejects_inverted_window() -> None:
@@ -71,7 +77,9 @@ def test_window_cuda_matches_cpu() -> None:
     rng = np.random.default_rng(0)
     image = rng.normal(0, 500, size=(17, 33, 29)).astype(np.float32)
     got = _native.window(torch.from_numpy(image).cuda(), -1000, 400, -1000, 1 / 1400).cpu().numpy()
-    np.testing.assert_allclose(got, _native.window(image, -1000, 400, -1000, 1 / 1400), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        got, _native.window(image, -1000, 400, -1000, 1 / 1400), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_window_accepts_equal_dtype_objects_and_big_endian() -> None:
