@@ -97,3 +97,34 @@ def test_augment_preview_writes_png(shared_data: Path, tmp_path: Path) -> None:
     args = ["augment-preview", str(image), "--label", str(label), "-n", "2", "--out", str(out)]
     assert main(args) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fuse_votes_three_raters(tmp_path: Path) -> None:
+    truth = np.zeros((6, 8, 8), np.uint8)
+    truth[1:5, 2:6, 2:6] = 1
+    raters = []
+    for i in range(3):
+        seg = truth.copy()
+        seg[1 + i, 2, 2] = 0  # each rater misses a different voxel
+        raters.append(
+            str(io.write(io.Volume(seg, spacing=(2.0, 1.0, 1.0)), tmp_path / f"r{i}.nii.gz"))
+        )
+    out = tmp_path / "fused.nii.gz"
+    assert main(["fuse", *raters, "--method", "vote", "--out", str(out)]) == 0
+    fused = io.read(out)
+    np.testing.assert_array_equal(fused.array, truth)
+    assert fused.spacing == pytest.approx((2.0, 1.0, 1.0))
+
+
+def test_report_writes_html(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        lines = ["case,label,dice,hd95"] + [
+            f"c{i},1,{rng.uniform(0.7, 0.9)},{rng.uniform(1, 5)}" for i in range(12)
+        ]
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report.html"
+    args = ["report", "--metrics", str(tmp_path / "a.csv"), "--compare", str(tmp_path / "b.csv")]
+    assert main([*args, "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "<table" in html and "data:image/png;base64," in html

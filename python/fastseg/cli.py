@@ -89,6 +89,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from fastseg import io
+    from fastseg.postprocess import fuse
+
+    fused = fuse(args.segmentations, method=args.method)
+    path = io.write(fused, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from fastseg.report import write_html_report
+
+    path = write_html_report(args.metrics, args.out, compare_csv=args.compare, title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from fastseg.store import convert
 
@@ -167,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of a Dask scheduler to spread the pairs over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("fuse", help="fuse several segmentations of one scan (vote or STAPLE)")
+    p.add_argument("segmentations", nargs="+", help="label maps of the same scan")
+    p.add_argument("--method", choices=["vote", "staple", "staple_multilabel"], default="vote")
+    p.add_argument("--out", required=True, help="fused label map")
+    p.set_defaults(handler=_cmd_fuse)
+
+    p = sub.add_parser("report", help="self-contained HTML report of a metrics table")
+    p.add_argument("--metrics", required=True, help="metrics CSV from `fastseg evaluate`")
+    p.add_argument("--compare", help="a second method's metrics CSV to test against")
+    p.add_argument("--title")
+    p.add_argument("--out", required=True, help="output .html")
+    p.set_defaults(handler=_cmd_report)
 
     p = sub.add_parser("convert", help="convert a dataset into a fastseg Zarr store")
     p.add_argument("src", help="MSD/nnU-Net folder, folder of images, or of DICOM series")

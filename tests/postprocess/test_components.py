@@ -140,3 +140,17 @@ def test_all_background_and_input_not_modified() -> None:
 def test_bad_inputs(call: object, match: str) -> None:
     with pytest.raises(InputError, match=match):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 3, 1), (4, 1, 1)])
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_line_shaped_volumes(shape: tuple[int, int, int], connectivity: int) -> None:
+    # cc3d 4.1 raises on 1-d shapes with 26-connectivity; lines have face connectivity only.
+    labels = np.zeros(shape, np.uint8).ravel()
+    labels[0] = labels[-1] = 1
+    labels = labels.reshape(shape)
+    np.testing.assert_array_equal(
+        keep_largest_component(labels, connectivity=connectivity),
+        reference_keep_largest(labels, connectivity),
+    )
+    assert remove_small_components(labels, 1.5, connectivity=connectivity).sum() == 0

@@ -12,28 +12,43 @@ from fastseg.errors import InputError
 _CONNECTIVITY = (6, 18, 26)
 
 
-def _check(labels: np.ndarray, connectivity: int) -> np.ndarray:
+def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    """``labels`` as a ``(z, y, x)`` integer (or bool) array, else :class:`InputError`."""
     array = np.asarray(labels)
     if array.ndim != 3:
-        raise InputError(f"labels: expected a (z, y, x) label map, got shape {array.shape}")
+        raise InputError(f"{name}: expected a (z, y, x) label map, got shape {array.shape}")
     if array.dtype.kind not in "iub":
-        raise InputError(f"labels: expected integer labels, got dtype {array.dtype}")
-    if connectivity not in _CONNECTIVITY:
-        raise InputError(f"connectivity: expected one of {_CONNECTIVITY}, got {connectivity}")
+        raise InputError(f"{name}: expected integer labels, got dtype {array.dtype}")
     return array
 
 
-def _classes(array: np.ndarray, classes: Iterable[int] | None) -> list[int]:
+def check_connectivity(connectivity: int) -> int:
+    if connectivity not in _CONNECTIVITY:
+        raise InputError(f"connectivity: expected one of {_CONNECTIVITY}, got {connectivity}")
+    return connectivity
+
+
+def _check(labels: np.ndarray, connectivity: int) -> np.ndarray:
+    array = check_labels(labels)
+    check_connectivity(connectivity)
+    return array
+
+
+def present_classes(array: np.ndarray, classes: Iterable[int] | None) -> list[int]:
+    """The non-zero classes present in ``array`` (of ``classes`` when given), ascending."""
     present = [int(c) for c in np.unique(array) if c != 0]
     if classes is None:
         return present
-    return [int(c) for c in classes if int(c) != 0 and int(c) in present]
+    return sorted({int(c) for c in classes if int(c) != 0 and int(c) in present})
 
 
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     """Component ids ``(z, y, x)`` (0 outside ``mask``) and the voxel count of each id."""
     import cc3d
 
+    if sum(n > 1 for n in mask.shape) <= 1:
+        # On a line every connectivity is face connectivity; cc3d 4.1 fails on 1-d shapes with 26.
+        connectivity = 6
     ids = cc3d.connected_components(mask, connectivity=cast(Literal[6, 18, 26], connectivity))
     counts = np.bincount(ids.ravel())
     return ids, counts
@@ -48,7 +63,7 @@ def keep_largest_component(
     """
     array = _check(labels, connectivity)
     out = array.copy()
-    for c in _classes(array, classes):
+    for c in present_classes(array, classes):
         ids, counts = _components(array == c, connectivity)
         if counts.size <= 2:
             continue
@@ -81,13 +96,13 @@ def remove_small_components(
         if classes is None:
             classes = thresholds
     else:
-        thresholds = {c: float(min_volume_mm3) for c in _classes(array, classes)}
+        thresholds = {c: float(min_volume_mm3) for c in present_classes(array, classes)}
     limits = min_volume_mm3.values() if isinstance(min_volume_mm3, Mapping) else [min_volume_mm3]
     if any(not float(v) >= 0 for v in limits):
         raise InputError(f"min_volume_mm3: expected non-negative volumes, got {min_volume_mm3}")
     voxel = spacing[0] * spacing[1] * spacing[2]
     out = array.copy()
-    for c in _classes(array, classes):
+    for c in present_classes(array, classes):
         if c not in thresholds:
             continue
         ids, counts = _components(array == c, connectivity)
