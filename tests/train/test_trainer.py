@@ -8,7 +8,7 @@ import torch
 
 from fastseg.errors import InputError
 from fastseg.nn import DiceCELoss, UNet3D
-from fastseg.train import PatchSampler, TrainConfig, TrainResult, train
+from fastseg.train import LoopConfig, PatchSampler, TrainResult, train
 
 
 def threshold_task(seed: int = 0) -> PatchSampler:
@@ -23,7 +23,7 @@ def test_loss_decreases_and_stops_on_iterations() -> None:
     torch.manual_seed(0)
     model = UNet3D(1, 2, widths=(4,))
     messages: list[str] = []
-    config = TrainConfig(
+    config = LoopConfig(
         batch_size=2, learning_rate=1e-2, time_budget_s=None, max_iterations=60, log_interval_s=0
     )
     result = train(model, threshold_task(), DiceCELoss(), config, log=messages.append)
@@ -39,7 +39,7 @@ def test_loss_decreases_and_stops_on_iterations() -> None:
 def test_zero_time_budget_trains_nothing() -> None:
     model = UNet3D(1, 2, widths=(4,))
     before = [p.detach().clone() for p in model.parameters()]
-    result = train(model, threshold_task(), DiceCELoss(), TrainConfig(time_budget_s=0.0), log=None)
+    result = train(model, threshold_task(), DiceCELoss(), LoopConfig(time_budget_s=0.0), log=None)
     assert result.iterations == 0 and result.stopped_by == "time"
     assert np.isnan(result.final_loss)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -47,13 +47,13 @@ def test_zero_time_budget_trains_nothing() -> None:
 
 def test_short_time_budget_stops_on_time() -> None:
     model = UNet3D(1, 2, widths=(4,))
-    result = train(model, threshold_task(), DiceCELoss(), TrainConfig(time_budget_s=0.3), log=None)
+    result = train(model, threshold_task(), DiceCELoss(), LoopConfig(time_budget_s=0.3), log=None)
     assert result.stopped_by == "time" and result.iterations >= 1
     assert 0.3 <= result.seconds
 
 
 def test_same_seed_same_run() -> None:
-    config = TrainConfig(time_budget_s=None, max_iterations=8, seed=3)
+    config = LoopConfig(time_budget_s=None, max_iterations=8, seed=3)
     losses = []
     for _ in range(2):
         torch.manual_seed(5)
@@ -74,4 +74,4 @@ def test_same_seed_same_run() -> None:
 )
 def test_config_validation(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(InputError, match=match):
-        TrainConfig(**kwargs)  # type: ignore[arg-type]
+        LoopConfig(**kwargs)  # type: ignore[arg-type]

@@ -127,7 +127,7 @@ def run_demo(
     from fastseg.preprocess import CTNormalization
     from fastseg.report import save_triplanar
     from fastseg.stats import compare
-    from fastseg.train import PatchSampler, TrainConfig, train
+    from fastseg.train import LoopConfig, PatchSampler, train
 
     if not (math.isfinite(minutes) and minutes >= 0):
         raise InputError(f"minutes: expected a non-negative training budget, got {minutes}")
@@ -185,7 +185,7 @@ def run_demo(
         )
         torch.manual_seed(seed)
         model = UNet3D(1, len(LABELS), widths)
-        config = TrainConfig(
+        config = LoopConfig(
             batch_size=batch_size,
             learning_rate=learning_rate,
             time_budget_s=minutes * 60.0,

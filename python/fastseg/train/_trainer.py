@@ -16,7 +16,7 @@ from fastseg.train._sampler import PatchSampler
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
     """Training settings. The run stops at ``time_budget_s`` seconds or ``max_iterations``,
     whichever comes first; the learning rate decays as ``lr * (1 - progress) ** poly_power``,
     progress being the larger of the time and iteration fractions (iterations only when
@@ -34,7 +34,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.time_budget_s is None and self.max_iterations is None:
-            raise InputError("TrainConfig: give time_budget_s, max_iterations or both")
+            raise InputError("LoopConfig: give time_budget_s, max_iterations or both")
         if self.time_budget_s is not None and not self.time_budget_s >= 0:
             raise InputError(f"time_budget_s: expected >= 0 seconds, got {self.time_budget_s}")
         if self.max_iterations is not None and self.max_iterations < 0:
@@ -72,7 +72,7 @@ def train(
     model: nn.Module,
     sampler: PatchSampler,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    config: TrainConfig | None = None,
+    config: LoopConfig | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Train ``model`` in place on batches from ``sampler``; returns a :class:`TrainResult`.
@@ -81,7 +81,7 @@ def train(
     loss, iterations/s, learning rate and time left goes to ``log`` every ``log_interval_s``
     seconds. The model is left in eval mode. Ctrl-C propagates (KeyboardInterrupt).
     """
-    config = config or TrainConfig()
+    config = config or LoopConfig()
     torch.manual_seed(config.seed)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(
