@@ -8,6 +8,7 @@ Images are ``(C, z, y, x)`` (or ``(z, y, x)``), patch sizes ``(z, y, x)`` voxels
 from __future__ import annotations
 
 from fastseg.infer._mirror import mirror_combinations, mirror_tta
+from fastseg.infer._predict import PredictReport, predict
 from fastseg.infer._sliding_window import (
     AUTO_WHOLE_VOLUME_BYTES,
     FLOAT16_MIN_WEIGHT,
@@ -21,10 +22,12 @@ __all__ = [
     "AUTO_WHOLE_VOLUME_BYTES",
     "FLOAT16_MIN_WEIGHT",
     "SCHEMES",
+    "PredictReport",
     "gaussian_importance_map",
     "label_dtype",
     "mirror_combinations",
     "mirror_tta",
+    "predict",
     "sliding_window_inference",
     "sliding_window_logits",
     "window_starts",

@@ -18,9 +18,10 @@ import numpy as np
 
 from fastseg.errors import FastsegError, InputError
 from fastseg.store import _schema as sc
+from fastseg.store._preprocess import _stored_dtype as _stored_dtype
+from fastseg.store._preprocess import _to_dtype as _to_dtype
+from fastseg.store._preprocess import canonical, crop_box, prepare
 from fastseg.store._sources import CaseSource, relative, sha256_of
-
-CANONICAL = "RAS"
 
 
 def _seed(case_id: str) -> int:
@@ -89,20 +90,6 @@ def load_case(
     return channels, label, notes
 
 
-def _canonical(channels: list[Any], label: Any) -> tuple[list[Any], Any]:
-    from fastseg.io import reorient
-
-    return [reorient(c, CANONICAL) for c in channels], (
-        None if label is None else reorient(label, CANONICAL)
-    )
-
-
-def _crop_box(image: np.ndarray, label: np.ndarray | None) -> Any:
-    from fastseg.preprocess._crop import nonzero_box
-
-    return nonzero_box(image, label) if label is not None else nonzero_box(image)
-
-
 def _sample_rows(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     if k >= n:
         return np.arange(n)
@@ -129,10 +116,10 @@ def fingerprint_task(
 
     def work() -> dict[str, Any]:
         channels, label, notes = load_case(src, label_values, alignment)
-        channels, label = _canonical(channels, label)
+        channels, label = canonical(channels, label)
         image = np.stack([c.array for c in channels])
         lab = None if label is None else label.array
-        box = _crop_box(image, lab)
+        box = crop_box(image, lab)
         sl = tuple(slice(lo, hi) for lo, hi in box)
         cropped = image[(slice(None), *sl)]
         mask = (lab[sl] > 0) if lab is not None else np.ones(cropped.shape[1:], dtype=bool)
@@ -151,26 +138,6 @@ def fingerprint_task(
         }
 
     return _run(work, src.case_id)
-
-
-def _stored_dtype(dtypes: Sequence[np.dtype[Any]], bias_field: bool) -> np.dtype[Any]:
-    if bias_field:
-        return np.dtype(np.float32)
-    dt = np.result_type(*dtypes)
-    if dt.kind == "b":
-        return np.dtype(np.uint8)
-    if dt.kind == "f":
-        return np.dtype(np.float32)
-    if dt.itemsize > 4 or dt == np.dtype(np.uint32):
-        return np.dtype(np.float32)
-    return np.dtype(dt)
-
-
-def _to_dtype(array: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    if dtype.kind in "iu" and array.dtype.kind == "f":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(array.astype(dtype, copy=False))
 
 
 def _label_dtype(max_class: int) -> np.dtype[Any]:
@@ -232,99 +199,18 @@ def _foreground_rows(
     return rows.astype(np.uint16 if small else np.int32), sampled, voxels
 
 
-def _geometry(vol: Any) -> dict[str, Any]:
-    return {
-        "shape": list(vol.shape),
-        "spacing": list(vol.spacing),
-        "origin": list(vol.origin),
-        "direction": vol.direction.tolist(),
-        "orientation": vol.orientation,
-    }
-
-
-def _floats(values: Sequence[float]) -> list[float]:
-    return [float(v) for v in values]
-
-
 def convert_task(src: CaseSource, plan: dict[str, Any], url: str) -> dict[str, Any]:
     """Preprocess one case with the dataset ``plan`` and write it to the store at ``url``."""
     return _run(lambda: _convert(src, plan, url), src.case_id)
 
 
 def _convert(src: CaseSource, plan: dict[str, Any], url: str) -> dict[str, Any]:
-    from fastseg.preprocess._bias_field import n4_correct
-    from fastseg.preprocess._resample import (
-        resample_image,
-        resample_label,
-        resampled_grid,
-        resampled_shape,
-        separate_axis,
-    )
-
     pre = plan["preprocessing"]
-    label_values = plan.get("label_values")
-    original, original_label, notes = load_case(src, label_values, pre["channel_alignment"])
-    channels, label = _canonical(original, original_label)
-    canon = channels[0]
-    image = np.stack([c.array for c in channels])
-    lab = None if label is None else label.array
-    box = _crop_box(image, lab)
-    sl = tuple(slice(lo, hi) for lo, hi in box)
-    image = image[(slice(None), *sl)]
-    lab = None if lab is None else lab[sl]
-    crop_origin = canon.index_to_world(np.array([lo for lo, _ in box], dtype=np.float64))
-
-    bias = pre.get("bias_field")
-    modalities = pre["modalities"]
-    source_dtype = np.result_type(*[c.array.dtype for c in original])
-    corrected = []
-    for c in range(image.shape[0]):
-        if bias is not None and modalities[c] == "mr":
-            corrected.append(
-                n4_correct(
-                    image[c],
-                    canon.spacing,
-                    shrink_factor=int(bias["shrink_factor"]),
-                    iterations=bias["iterations"],
-                    convergence_threshold=float(bias["convergence_threshold"]),
-                )
-            )
-        else:
-            corrected.append(image[c])
-    stored_dtype = _stored_dtype(
-        [a.dtype for a in corrected], bias is not None and "mr" in modalities
+    original, original_label, notes = load_case(
+        src, plan.get("label_values"), pre["channel_alignment"]
     )
-
-    norms = []
-    for c, mod in enumerate(modalities):
-        if mod == "ct":
-            ct = pre["normalization"][c]
-            norms.append({"lo": ct["lo"], "hi": ct["hi"], "mean": ct["mean"], "std": ct["std"]})
-        else:
-            values = corrected[c].astype(np.float64)
-            std = float(values.std())
-            norms.append({"lo": None, "hi": None, "mean": float(values.mean()),
-                          "std": std if std > 1e-8 else 1.0})  # fmt: skip
-
-    target = pre["target_spacing"]
-    crop_shape = image.shape[1:]
-    new_shape = resampled_shape(crop_shape, canon.spacing, target)
-    separate = separate_axis(canon.spacing, target, pre["resampling"]["anisotropy_threshold"])
-    if tuple(new_shape) != tuple(crop_shape):
-        stored = np.stack([
-            resample_image(a, new_shape, order=pre["resampling"]["image_order"],
-                           separate=separate,
-                           order_separate=pre["resampling"]["order_separate_axis"])
-            for a in corrected
-        ])  # fmt: skip
-        if lab is not None:
-            lab = resample_label(lab, new_shape, separate=separate)
-    else:
-        stored = np.stack(corrected)
-    stored = _to_dtype(stored, stored_dtype)
-    stored_spacing, stored_origin = resampled_grid(
-        crop_shape, canon.spacing, crop_origin, canon.direction, new_shape
-    )
+    prepared = prepare(original, original_label, pre)
+    stored, lab, record = prepared.image, prepared.label, prepared.record
     pad = [float(stored[c].min()) for c in range(stored.shape[0])]
     codes, codebook = _codebook(stored) if stored.dtype.kind == "f" else (None, None)
 
@@ -346,28 +232,20 @@ def _convert(src: CaseSource, plan: dict[str, Any], url: str) -> dict[str, Any]:
         "has_label": label_store is not None,
         "source": {
             "files": sources,
-            "image_dtype": str(source_dtype),
+            "image_dtype": record["source_image_dtype"],
             "label_dtype": notes.get("label_dtype"),
             "channel_files": [{"path": relative(p, src.root), "volume": i} for p, i in src.images],
         },
-        "original": _geometry(original[0]),
-        "canonical": _geometry(canon),
-        "crop_box": [[lo, hi] for lo, hi in box],
-        "resampling": {
-            "shape_before": list(crop_shape),
-            "separate_axis": separate,
-            "resampled": tuple(new_shape) != tuple(crop_shape),
-        },
+        "original": record["original"],
+        "canonical": record["canonical"],
+        "crop_box": record["crop_box"],
+        "resampling": record["resampling"],
         "stored": {
-            "shape": list(new_shape),
-            "spacing": _floats(stored_spacing),
-            "origin": _floats(stored_origin),
-            "direction": canon.direction.tolist(),
-            "image_dtype": str(stored_dtype),
+            **record["stored"],
             "coding": "none" if codebook is None else "codebook",
             "codebook_sizes": None if codebook is None else [int(n) for n in codebook[1]],
         },
-        "normalization": norms,
+        "normalization": record["normalization"],
         "pad_value": pad,
         "foreground": {"sampled": sampled, "voxels": voxels},
         "notes": {k: v for k, v in notes.items() if k != "label_dtype"},

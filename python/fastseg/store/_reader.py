@@ -20,6 +20,8 @@ from fastseg.store._chunks import (
     covers,
     read_regions,
 )
+from fastseg.store._preprocess import restore
+from fastseg.store._preprocess import transforms as _transforms
 
 
 def _json(backend: Backend, key: str) -> dict[str, Any] | None:
@@ -160,12 +162,7 @@ class Case:
         """Per channel ``(lo, hi, offset, scale)``: normalised = ``(clip(v, lo, hi) - offset) *
         scale`` (CT: the dataset's clip window and foreground mean/std; MR: the image's own
         mean/std, no clipping)."""
-        out = []
-        for p in self.attrs["normalization"]:
-            lo = -np.inf if p.get("lo") is None else float(p["lo"])
-            hi = np.inf if p.get("hi") is None else float(p["hi"])
-            out.append((lo, hi, float(p["mean"]), 1.0 / float(p["std"])))
-        return out
+        return _transforms(self.attrs["normalization"])
 
     @property
     def coded(self) -> bool:
@@ -296,57 +293,29 @@ class Case:
         outside is 0, as it was) and the reorientation. Images come back in source units and
         dtype (``normalized=True``: normalised float32), labels in their source dtype.
         """
-        from fastseg.io import Volume, reorient
-        from fastseg.preprocess._crop import uncrop
-        from fastseg.preprocess._resample import resample_image, resample_label
-
         if kind not in ("image", "label"):
             raise InputError(f"kind: expected 'image' or 'label', got {kind!r}")
         a = self.attrs
-        (z0, z1), (y0, y1), (x0, x1) = a["crop_box"]
-        box = ((int(z0), int(z1)), (int(y0), int(y1)), (int(x0), int(x1)))
-        crop_shape = tuple(hi - lo for lo, hi in box)
-        separate = a["resampling"]["separate_axis"]
         if kind == "label":
             data = self.label()
             if data is None:
                 raise InputError(f"case {self.case_id!r} has no label")
-            data = resample_label(data, crop_shape, separate=separate)
             dtype = np.dtype(a["source"]["label_dtype"])
             fill: float = 0
         else:
             if not 0 <= channel < self.channels:
                 raise InputError(f"channel: expected 0..{self.channels - 1}, got {channel}")
-            stored = self.image(normalized=normalized)[channel]
-            data = resample_image(stored, crop_shape, order=order, separate=separate)
+            data = self.image(normalized=normalized)[channel]
             if normalized:
                 dtype = np.dtype(np.float32)
                 fill = float(self.normalize(0.0, channel))
             else:
                 dtype = np.dtype(a["source"]["image_dtype"])
                 fill = 0
-        canonical = a["canonical"]
-        full = uncrop(data, box, canonical["shape"], fill=fill)
-        vol = Volume(full, canonical["spacing"], canonical["origin"], canonical["direction"])
-        original = a["original"]
-        back = reorient(vol, original["orientation"])
-        array = _cast(back.array, dtype)
-        if tuple(array.shape) != tuple(original["shape"]):
-            raise ImageReadError(
-                f"case {self.case_id!r}: restored shape {array.shape} differs from the recorded "
-                f"original shape {tuple(original['shape'])}"
-            )
-        return Volume(array, original["spacing"], original["origin"], original["direction"])
-
-
-def _cast(array: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    if dtype.kind in "iub" and array.dtype.kind == "f":
-        info = np.iinfo(dtype) if dtype.kind in "iu" else None
-        rounded = np.rint(array)
-        if info is not None:
-            rounded = np.clip(rounded, info.min, info.max)
-        return rounded.astype(dtype)
-    return np.ascontiguousarray(array.astype(dtype, copy=False))
+        try:
+            return restore(data, a, kind=kind, dtype=dtype, fill=fill, order=order)
+        except ImageReadError as exc:
+            raise ImageReadError(f"case {self.case_id!r}: {exc}") from None
 
 
 class Store:
@@ -433,6 +402,30 @@ class Store:
     @property
     def fingerprint(self) -> dict[str, Any]:
         return dict(self.attrs["fingerprint"])
+
+    @property
+    def training_plan(self) -> dict[str, Any] | None:
+        """The training configuration ``fastseg plan`` proposed (root attribute
+        ``training_plan``: config sections plus ``rationale``/``alternatives``), or None."""
+        plan = self.attrs.get("training_plan")
+        return dict(plan) if isinstance(plan, dict) else None
+
+    def write_training_plan(self, plan: dict[str, Any] | None) -> None:
+        """Store ``plan`` as the root attribute ``training_plan`` (None removes it): the root
+        ``zarr.json`` is re-read and replaced in one atomic object write."""
+        from fastseg.store._pipeline import _jsonable
+
+        doc = _json(self.backend, "zarr.json")
+        attrs = None if doc is None else doc.get("attributes", {}).get(sc.ATTRS_KEY)
+        if doc is None or not isinstance(attrs, dict):
+            raise ImageReadError(f"{self.url}: root zarr.json missing or not a fastseg store")
+        if plan is None:
+            attrs.pop("training_plan", None)
+        else:
+            attrs["training_plan"] = _jsonable(plan)
+        doc["attributes"][sc.ATTRS_KEY] = attrs
+        self.backend.put("zarr.json", json.dumps(doc, indent=1, allow_nan=False).encode())
+        self.attrs = attrs
 
     @property
     def report(self) -> dict[str, Any] | None:
