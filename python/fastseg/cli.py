@@ -147,6 +147,60 @@ def _cmd_augment_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from fastseg.infer import predict
+
+    report = predict(
+        args.run,
+        args.input,
+        args.output,
+        device=args.device,
+        tta=args.tta,
+        checkpoint=args.checkpoint,
+        probabilities=args.probabilities,
+        postprocess=not args.no_postprocess,
+        overlap=args.overlap,
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from fastseg.plan import format_plan, plan_training, write_plan
+    from fastseg.store import Store
+
+    store = Store.open(args.store)
+    plan = plan_training(
+        store, device=args.device, memory_gb=args.memory_gb, time_budget_s=args.time_budget
+    )
+    if not args.dry_run:
+        write_plan(store, plan)
+    print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
+    if not args.dry_run:
+        print(f"wrote training_plan into {store.url}")
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from fastseg.data import profile
+
+    report = profile(
+        args.store,
+        config=args.config,
+        seconds=args.seconds,
+        batches=args.batches,
+        device=args.device,
+    )
+    print(report.summary())
+    if args.json:
+        from fastseg._atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastseg", description="Deep-learning segmentation of 3D CT and MR images."
@@ -233,6 +287,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .png")
     p.set_defaults(handler=_cmd_augment_preview)
+
+    p = sub.add_parser("predict", help="segment scans with a trained run (original geometry)")
+    p.add_argument("run", help="run directory written by `fastseg train`")
+    p.add_argument("input", help="image file, folder of images (_0000 channels grouped) or store")
+    p.add_argument("output", help="output folder (or output file for one input file)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument(
+        "--probabilities", action="store_true", help="also write <name>_probabilities.npz"
+    )
+    p.add_argument(
+        "--no-postprocess", action="store_true", help="ignore the run's postprocessing.json"
+    )
+    p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the run's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("plan", help="propose a training configuration for a store")
+    p.add_argument("store", help="store path or fsspec URL")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training device")
+    p.add_argument("--memory-gb", type=float, help="memory budget (default: 8 GPU, 4 CPU)")
+    p.add_argument("--time-budget", type=float, help="training seconds (default: 2400 CPU)")
+    p.add_argument("--dry-run", action="store_true", help="print only, do not write the plan")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(handler=_cmd_plan)
+
+    p = sub.add_parser("profile", help="is training loader-bound or compute-bound, and why")
+    p.add_argument("store", help="store path or fsspec URL")
+    p.add_argument("--config", help="training configuration (.yaml or .toml)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measuring time (default 20)")
+    p.add_argument("--batches", type=int, help="at most this many batches per measurement")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    p.set_defaults(handler=_cmd_profile)
 
     p = sub.add_parser("compare", help="is method A significantly different from method B?")
     p.add_argument("a", help="metric table (CSV from `fastseg evaluate`) of method A")
