@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, InputError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -201,6 +202,43 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fastseg.train import train_run
+
+    overrides: dict[str, object] = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise InputError(f"--set: expected SECTION.KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    flags = {
+        "split.fold": args.fold,
+        "training.device": args.device,
+        "training.seed": args.seed,
+        "schedule.max_iterations": args.max_iterations,
+        "schedule.time_budget_s": args.time_budget,
+        "data.workers": args.workers,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    result = train_run(
+        args.store,
+        args.out,
+        config=args.config,
+        resume=args.resume,
+        overrides=overrides or None,
+        progress=not args.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = "" if result.best_score is None else f", best mean Dice {result.best_score:.4f}"
+        print(
+            f"trained {result.iterations} iterations in {result.seconds:.0f} s "
+            f"(stopped by {result.stopped_by}){best} → {result.run_dir}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastseg", description="Deep-learning segmentation of 3D CT and MR images."
@@ -322,6 +360,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     p.set_defaults(handler=_cmd_profile)
+
+    p = sub.add_parser("train", help="train a U-Net on a fastseg store (torchrun for DDP)")
+    p.add_argument("store", help="store path or fsspec URL (from `fastseg convert`)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, logs, run.json)")
+    p.add_argument("--config", help="training configuration (.yaml or .toml)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    p.add_argument("--fold", type=int, help="validation fold (-1: no validation)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-iterations", type=int)
+    p.add_argument("--time-budget", type=float, help="seconds of training")
+    p.add_argument("--workers", type=int, help="loader worker processes")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any config key, e.g. optim.optimizer=sgd (repeatable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("compare", help="is method A significantly different from method B?")
     p.add_argument("a", help="metric table (CSV from `fastseg evaluate`) of method A")

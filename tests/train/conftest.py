@@ -76,7 +76,7 @@ TINY: dict[str, Any] = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides() -> Callable[..., dict[str, Any]]:
     """``tiny_overrides(**changes)``: dotted-key overrides for a seconds-long CPU run
     (``optim__learning_rate=...`` style keyword names, ``__`` for the dot)."""

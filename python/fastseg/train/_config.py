@@ -259,9 +259,9 @@ def _num(lo: float | None = None, hi: float | None = None, strict: bool = False)
         if not _is_num(v):
             raise InputError(f"{key}: expected a number, got {v!r}")
         if lo is not None and (v <= lo if strict else v < lo):
-            raise InputError(f"{key}: expected {'>' if strict else '>='} {lo}, got {v}")
+            raise InputError(f"{key}: expected {'>' if strict else '>='} {lo:g}, got {v}")
         if hi is not None and v > hi:
-            raise InputError(f"{key}: expected <= {hi}, got {v}")
+            raise InputError(f"{key}: expected <= {hi:g}, got {v}")
         return float(v)
 
     return check

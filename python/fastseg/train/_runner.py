@@ -10,6 +10,7 @@ counts every session of a resumed run together).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -756,6 +757,7 @@ def _finish(
     from fastseg.postprocess import save_plan, select_postprocessing
 
     state = _run.load_checkpoint(_run.checkpoint_path(run_dir, "best"), map_location=device)
+    model = copy.deepcopy(model)  # the caller's model keeps the final weights
     model.load_state_dict(state["model"])
     model.eval()
     sizes = [math.prod(store[c].shape) * (len(classes) + 1) * 4 for c in val_cases]
