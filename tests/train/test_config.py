@@ -165,3 +165,28 @@ def test_sections_and_checks_agree() -> None:
     for name, cls in SECTIONS.items():
         fields = {f.name for f in cls.__dataclass_fields__.values()}
         assert fields == set(CHECKS[name]), name
+
+
+def test_a_stores_training_plan_is_the_layer_under_the_file(
+    tiny_store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from fastseg.store import Store
+
+    copy = tmp_path / "planned.zarr"
+    shutil.copytree(tiny_store, copy)
+    plan = {
+        "model": {"widths": [8, 16], "strides": [[1, 2, 2]]},
+        "data": {"patch_size": [8, 24, 16], "batch_size": 3},
+        "rationale": {"patch_size": "why"},  # notes a plan carries are not configuration
+    }
+    Store.open(copy).write_training_plan(plan)
+    cfg = load_config(None, str(copy))
+    assert cfg.model.widths == [8, 16] and cfg.model.strides == [[1, 2, 2]]
+    assert cfg.data.patch_size == [8, 24, 16] and cfg.data.batch_size == 3
+    (tmp_path / "c.yaml").write_text("data:\n  batch_size: 4\n")
+    assert load_config(tmp_path / "c.yaml", Store.open(copy)).data.batch_size == 4
+    Store.open(copy).write_training_plan({"optim": {"learning_rate": -1.0}})
+    with pytest.raises(InputError, match=r"optim\.learning_rate: expected > 0"):
+        load_config(None, str(copy))
