@@ -303,3 +303,19 @@ def test_bad_arguments(ct: dict[str, Path], tmp_path: Path) -> None:
         predict(ct["run"], tmp_path / "missing", tmp_path / "o", progress=False)
     with pytest.raises(InputError, match="overlap"):
         predict(ct["run"], ct["src"] / "imagesTr", tmp_path, overlap=1.5, progress=False)
+
+
+@pytest.mark.realdata
+def test_dicom_series_folder(ct: dict[str, Path], shared_data: Path, tmp_path: Path) -> None:
+    series = shared_data / "dicom" / "mr_series_hippocrop"
+    original = read(series)
+    parent = tmp_path / "series"
+    parent.mkdir()
+    (parent / series.name).symlink_to(series)
+    for source in (series, parent):  # one series folder; a folder of series folders
+        out = tmp_path / f"out_{source.name}"
+        report = predict(ct["run"], source, out, progress=False)
+        assert report.written["mr_series_hippocrop"] == str(out / "mr_series_hippocrop.nii.gz")
+        pred = read(out / "mr_series_hippocrop.nii.gz")
+        assert pred.shape == original.shape
+        np.testing.assert_allclose(pred.affine, original.affine, atol=1e-4)

@@ -119,7 +119,7 @@ def _files_scans(files: list[Path], n_channels: int) -> tuple[list[_Scan], dict[
 def _discover(text: str, n_channels: int) -> tuple[list[_Scan], dict[str, str], Any]:
     """Scans of ``text`` (a file, a folder of image files, or a store), problems, store."""
     from fastseg.store import Store
-    from fastseg.store._sources import _is_image
+    from fastseg.store._sources import _has_dicom, _is_image
 
     if _is_store(text):
         store = Store.open(text)
@@ -130,10 +130,22 @@ def _discover(text: str, n_channels: int) -> tuple[list[_Scan], dict[str, str], 
         return scans, problems, None
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if _is_image(p))
-        if not files:
-            raise InputError(f"{source}: no image files (.nii, .nii.gz, .mha, .nrrd, ...) here")
-        scans, problems = _files_scans(files, n_channels)
-        return scans, problems, None
+        if files:
+            scans, problems = _files_scans(files, n_channels)
+            return scans, problems, None
+        series = [source] if _has_dicom(source) else [
+            p for p in sorted(source.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and _has_dicom(p)
+        ]  # fmt: skip
+        if not series:
+            raise InputError(
+                f"{source}: no image files (.nii, .nii.gz, .mha, .nrrd, ...) and no DICOM "
+                "series here"
+            )
+        if n_channels != 1:
+            raise InputError(f"{source}: DICOM input needs a 1-channel run (this one has "
+                             f"{n_channels})")  # fmt: skip
+        return [_Scan(p.name, DEFAULT_EXT, ((str(p), None),)) for p in series], {}, None
     raise InputError(f"{source}: no such file or folder")
 
 
@@ -294,7 +306,8 @@ def predict(
     progress: bool = True,
 ) -> PredictReport:
     """Segment ``inputs`` (an image file, a folder of image files — nnU-Net ``_0000``,
-    ``_0001`` channel files of one case are grouped — or a fastseg store) with the model of
+    ``_0001`` channel files of one case are grouped —, a DICOM series folder or a folder of
+    them, or a fastseg store) with the model of
     ``run_dir`` and write label maps on each scan's original grid into the folder ``output``
     (or, for one input file, the file ``output`` when it has an image extension).
 
