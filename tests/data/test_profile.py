@@ -4,6 +4,7 @@ loaded 2-core machine), the advice formula, the report's JSON schema, bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -252,7 +253,9 @@ def test_diagnosis_compute_bound_and_balanced() -> None:
     assert "≥3 workers" in advice[1]
 
 
-def test_gpu_sampler_with_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_sampler_with_fake_nvml(
+    monkeypatch: pytest.MonkeyPatch, compute_bound: ProfileReport
+) -> None:
     """The NVML path (it needs a GPU to run for real): samples summarised, hot card warned."""
     temps = iter([70.0, 88.0] + [88.0] * 1000)
 
@@ -276,9 +279,11 @@ def test_gpu_sampler_with_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
         while len(sampler._samples) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     gpu = sampler.summary()
-    assert gpu is not None and gpu["samples"] >= 2
+    assert gpu is not None and gpu["samples"] >= 2 and gpu["name"] == "Fake GPU"
     assert gpu["utilization_mean_pct"] == 90 and gpu["memory_max_mib"] == 2048
     assert gpu["temperature_max_c"] == 88
     (warning,) = prof._gpu_warnings(gpu)
     assert "88 °C" in warning
     assert prof._gpu_warnings({**gpu, "temperature_max_c": 84.0}) == []
+    text = dataclasses.replace(compute_bound, gpu=gpu, warnings=[warning]).summary()
+    assert "GPU Fake GPU: utilisation mean 90%" in text and "warning: the GPU reached 88" in text

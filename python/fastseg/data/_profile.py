@@ -61,7 +61,7 @@ class ProfileReport:
     verdict: str
     advice: list[str]
     workers_needed: int
-    gpu: dict[str, float] | None = None
+    gpu: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -108,7 +108,7 @@ class ProfileReport:
         if self.gpu is not None:
             g = self.gpu
             lines.append(
-                f"GPU: utilisation mean {g['utilization_mean_pct']:.0f}% "
+                f"GPU {g['name']}: utilisation mean {g['utilization_mean_pct']:.0f}% "
                 f"(max {g['utilization_max_pct']:.0f}%), memory max "
                 f"{g['memory_max_mib']:.0f} MiB, temperature max {g['temperature_max_c']:.0f} °C"
             )
@@ -303,12 +303,13 @@ class _NvmlSampler:
         self._thread.join(timeout=5)
         self._nvml.nvmlShutdown()
 
-    def summary(self) -> dict[str, float] | None:
+    def summary(self) -> dict[str, Any] | None:
         if not self._samples:
             return None
         util, mem, temp = zip(*self._samples, strict=True)
         return {
-            "samples": float(len(util)),
+            "name": self.name,
+            "samples": len(util),
             "utilization_mean_pct": sum(util) / len(util),
             "utilization_max_pct": max(util),
             "memory_max_mib": max(mem),
@@ -316,7 +317,7 @@ class _NvmlSampler:
         }
 
 
-def _gpu_warnings(gpu: Mapping[str, float] | None) -> list[str]:
+def _gpu_warnings(gpu: Mapping[str, Any] | None) -> list[str]:
     """A warning when the card ran at or above :data:`HOT_CELSIUS`."""
     if gpu is None or gpu["temperature_max_c"] < HOT_CELSIUS:
         return []
@@ -479,8 +480,9 @@ def profile(
     :class:`fastseg.train.TrainConfig`, or None (defaults and the store's plan). ``seconds``
     is the total measuring time, split over three runs: the loader alone (40%), the training
     step alone on a synthetic batch (20%) and the two together (40%); ``batches``, when given,
-    caps each run at that many measured batches (the first batch of a loader — worker start-up
-    — is not measured). ``device`` overrides ``training.device``. ``model`` / ``loss`` replace
+    caps each run at that many measured batches. Every run measures at least 2 batches, after
+    one unmeasured batch (worker start-up, cold caches, allocator warm-up), so a slow step can
+    take the profile past ``seconds``. ``device`` overrides ``training.device``. ``model`` / ``loss`` replace
     the configured network (``fastseg.nn.build_model``) and loss.
 
     The verdict compares the loader-alone rate with the step-alone rate: loader-bound when the
