@@ -174,6 +174,30 @@ def test_bad_config_writes_nothing(
     assert not out.exists()
 
 
+def test_time_budget_counts_every_session(
+    tiny_store: Path, tiny_overrides: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    out = tmp_path / "budget"
+    overrides = tiny_overrides(
+        schedule__time_budget_s=600, schedule__max_iterations=50, split__fold=-1
+    )
+
+    def stop(iteration: int) -> None:
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_store, out, overrides=overrides, progress=False, log=None, callback=stop)
+    path = _run.checkpoint_path(out, "last")
+    state = torch.load(path, weights_only=True)
+    assert state["iteration"] == 2 and 0 < state["elapsed_s"] < 600
+    state["elapsed_s"] = 599.99  # as if the first session had used (almost) all the budget
+    _run.save_checkpoint(path, state)
+    resumed = train_run(tiny_store, out, resume=True, progress=False, log=None)
+    assert resumed.stopped_by == "time" and resumed.iterations <= 3
+    assert resumed.seconds >= 599.99
+
+
 def test_cli_trains_a_2d_model_without_validation(
     tiny_store: Path, tiny_overrides: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -188,7 +212,8 @@ def test_cli_trains_a_2d_model_without_validation(
     out = tmp_path / "run2d"
     args = ["train", str(tiny_store), "--out", str(out), "--config", str(config), "--quiet"]
     flags = ["--fold", "-1", "--max-iterations", "3", "--device", "cpu"]
-    assert main([*args, *flags, "--set", "schedule.time_budget_s=null"]) == 0
+    sets = ["--set", "schedule.time_budget_s=null", "--set", "training.amp=bf16"]  # CPU autocast
+    assert main([*args, *flags, *sets]) == 0
     spec = _run.read_run_spec(out)
     assert spec["model"]["dimensions"] == 2 and spec["inference"]["mirror_axes"] == [1, 2]
     assert spec["split"]["validation"] == []
