@@ -547,6 +547,8 @@ def profile(
         )
 
     notes: list[str] = []
+    if d.loader != "native":
+        notes.append(f"data.loader is {d.loader!r}: these figures are the native PatchLoader's")
     sampler: Any = None
     if dev.type == "cuda":
         try:
