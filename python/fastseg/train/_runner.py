@@ -452,6 +452,7 @@ def _train(
     patch: list[int],
 ) -> TrainRunResult:
     main = dist.is_main
+    say = log  # becomes tqdm.write while a progress bar shows (so messages do not break it)
     if main:
         (run_dir / _run.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -578,9 +579,9 @@ def _train(
             for p in preds[:OVERLAY_CASES]:
                 if p.image is not None:
                     logger.image(it, f"val/{p.case_id}", overlay(p.image, p.labels, p.reference))
-            if log is not None:
+            if say is not None:
                 per_class = "  ".join(f"{c}: {v:.3f}" for c, v in result.class_dice.items())
-                log(
+                say(
                     f"validation  it {it}  mean Dice {score:.4f}  ({per_class})"
                     + ("  new best" if improved else f"  best {best_score:.4f} @ {best_iteration}")
                 )
@@ -627,6 +628,8 @@ def _train(
                 bar = tqdm(
                     total=max_it, initial=iteration, unit="it", desc="train", dynamic_ncols=True
                 )
+                if log is print:
+                    say = bar.write
             batches = iter(loader)
             last_log = last_ckpt = time.perf_counter()
             log_it = iteration
@@ -666,7 +669,12 @@ def _train(
                 lrs.append(lr)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
+                    postfix = {"loss": f"{value:.4f}", "lr": f"{lr:.2e}"}
+                    if budget is not None:
+                        postfix["left"] = _clock(
+                            max(0.0, budget - elapsed0 - time.perf_counter() + t0)
+                        )
+                    bar.set_postfix(postfix, refresh=False)
                 if callback is not None:
                     callback(iteration)
                 now = time.perf_counter()
@@ -685,8 +693,8 @@ def _train(
                         elapsed_s=elapsed,
                     )
                     logger.scalars(iteration, {"train/loss": recent, "train/lr": lr})
-                    if log is not None and bar is None:
-                        log(
+                    if say is not None and bar is None:
+                        say(
                             f"train  it {iteration:6d}  loss {recent:.4f}  {rate:.2f} it/s  "
                             f"lr {lr:.2e}  elapsed {_clock(elapsed)}  left ~{_clock(left)}"
                         )
@@ -703,8 +711,8 @@ def _train(
             bar.close()
         save_last(iteration, elapsed)
         logger.event("interrupted", iteration=iteration, elapsed_s=elapsed)
-        if main and log is not None:
-            log(f"interrupted at iteration {iteration}: saved {run_dir / 'checkpoints/last.pt'}")
+        if main and say is not None:
+            say(f"interrupted at iteration {iteration}: saved {run_dir / 'checkpoints/last.pt'}")
         logger.close()
         raise
     if bar is not None:
@@ -720,8 +728,8 @@ def _train(
     if main and val_cases:
         final = _finish(store, run_dir, cfg, model, device, amp_dtype, val_cases, classes, patch)
         logger.event("final_validation", mean_dice=final.mean_dice, class_dice=final.class_dice)
-        if log is not None:
-            log(f"best model (iteration {best_iteration}): mean Dice {final.mean_dice:.4f}")
+        if say is not None:
+            say(f"best model (iteration {best_iteration}): mean Dice {final.mean_dice:.4f}")
     logger.event("end", iteration=iteration, elapsed_s=elapsed, stopped_by=stopped_by)
     logger.close()
     dist.barrier()
