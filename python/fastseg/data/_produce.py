@@ -1,0 +1,213 @@
+"""Batch k of a loader: its seed, its regions, the reads, the CPU augmentation; the same code runs
+in a worker process and in-process (``workers=0``), so batch k depends only on (seed, rank, k)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastseg.data._sampler import StorePatchSampler
+from fastseg.errors import InputError
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """Everything a producer needs, picklable (sent to worker processes).
+
+    ``augmentation`` is a Pipeline config (``Pipeline.to_config()``) or None; ``augment_here``
+    says whether this producer runs it (CPU augmentation) or leaves the raw region for the main
+    process (CUDA augmentation). Sizes are (z, y, x) voxels."""
+
+    url: str
+    cases: tuple[str, ...]
+    patch_size: tuple[int, int, int]
+    margin: tuple[int, int, int]
+    batch_size: int
+    channels: int
+    oversample_foreground: float
+    seed: int
+    rank: int
+    augmentation: Mapping[str, Any] | None = None
+    augment_here: bool = True
+    cache_bytes: int = 0
+
+    @property
+    def region_size(self) -> tuple[int, int, int]:
+        p, m = self.patch_size, self.margin
+        return (p[0] + 2 * m[0], p[1] + 2 * m[1], p[2] + 2 * m[2])
+
+    @property
+    def output_size(self) -> tuple[int, int, int]:
+        """Spatial size of what a producer writes: the patch, or the whole region when the
+        augmentation (and its crop) runs later on the GPU."""
+        if self.augmentation is not None and not self.augment_here:
+            return self.region_size
+        return self.patch_size
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return (self.batch_size, self.channels, *self.output_size)
+
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        return (self.batch_size, *self.output_size)
+
+
+def batch_rng(seed: int, rank: int, k: int) -> np.random.Generator:
+    """The generator of batch ``k`` on ``rank``: a function of (seed, rank, k) only."""
+    return np.random.default_rng(np.random.SeedSequence([seed, rank, k]))
+
+
+def make_pipeline(config: Mapping[str, Any]) -> Any:
+    """A Pipeline from ``Pipeline.to_config()`` output."""
+    from fastseg.augment import Pipeline
+
+    options = {k: v for k, v in config.items() if k != "steps"}
+    return Pipeline(config["steps"], **options)
+
+
+def centre_crop(margin: Sequence[int], patch: Sequence[int]) -> tuple[slice, slice, slice]:
+    """The (z, y, x) slices of a patch centred in a region grown by ``margin`` per side."""
+    return (
+        slice(margin[0], margin[0] + patch[0]),
+        slice(margin[1], margin[1] + patch[1]),
+        slice(margin[2], margin[2] + patch[2]),
+    )
+
+
+class CaseCache:
+    """Whole cases (normalised image and label) held in RAM when all of ``cases`` fit in
+    ``budget`` bytes, regions then cut with NumPy (padding as ``read_patch``: the case's
+    normalised pad value, label 0); otherwise every region is read from the store."""
+
+    def __init__(self, store: Any, cases: Sequence[str], budget: int) -> None:
+        self.store = store
+        need = 0
+        for c in cases:
+            case = store[c]
+            z, y, x = case.shape
+            need += z * y * x * (4 * case.channels + 8)
+        self.enabled = budget > 0 and need <= budget
+        self._cases: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
+
+    def fill(self, cases: Sequence[str]) -> None:
+        """Load every case now (as MONAI's CacheDataset does before training), if enabled."""
+        if self.enabled:
+            for c in cases:
+                self._held(c)
+
+    def _held(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        held = self._cases.get(case_id)
+        if held is None:
+            case = self.store[case_id]
+            pads = np.array(
+                [case.normalize(v, c) for c, v in enumerate(case.pad_values)], dtype=np.float32
+            )
+            held = (case.image(), case.label(), pads)
+            self._cases[case_id] = held
+        return held
+
+    def read(
+        self, case_id: str, start: Sequence[int], size: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``read_patch(start, size)`` of ``case_id``: image (C, z, y, x) float32, label (z, y, x)."""
+        if not self.enabled:
+            return self.store[case_id].read_patch(start, size)
+        image, label, pads = self._held(case_id)
+        shape = image.shape[1:]
+        lo = [max(s, 0) for s in start]
+        hi = [min(s + n, d) for s, n, d in zip(start, size, shape, strict=True)]
+        src = tuple(slice(a, max(a, b)) for a, b in zip(lo, hi, strict=True))
+        dst = tuple(slice(a - s, max(a, b) - s) for a, b, s in zip(lo, hi, start, strict=True))
+        inside = all(a == s and b == s + n for a, b, s, n in zip(lo, hi, start, size, strict=True))
+        out = np.empty((image.shape[0], *size), dtype=np.float32)
+        if not inside:
+            out[...] = pads.reshape(-1, 1, 1, 1)
+        out[(slice(None), *dst)] = image[(slice(None), *src)]
+        out_label = None
+        if label is not None:
+            out_label = np.zeros(tuple(size), dtype=label.dtype)
+            out_label[dst] = label[src]
+        return out, out_label
+
+
+class BatchMaker:
+    """Fills batch ``k`` into preallocated arrays: image ``(N, C, z, y, x)`` float32 and label
+    ``(N, z, y, x)`` int64 (``spec.output_size`` spatially)."""
+
+    def __init__(self, spec: BatchSpec, store: Any = None) -> None:
+        from fastseg.store import Store
+
+        self.spec = spec
+        self.store = store if store is not None else Store.open(spec.url)
+        self.sampler = StorePatchSampler(
+            self.store,
+            list(spec.cases),
+            spec.patch_size,
+            spec.oversample_foreground,
+            spec.margin,
+        )
+        self.pipeline: Any = (
+            make_pipeline(spec.augmentation)
+            if spec.augmentation is not None and spec.augment_here
+            else None
+        )
+        self.cache = CaseCache(self.store, list(spec.cases), spec.cache_bytes)
+        self._filled = False
+        self.current_case: str | None = None
+
+    def plan(
+        self, k: int
+    ) -> tuple[int, list[tuple[str, tuple[int, int, int], tuple[int, int, int]]]]:
+        """Batch ``k``'s augmentation seed and regions."""
+        rng = batch_rng(self.spec.seed, self.spec.rank, k)
+        aug_seed = int(rng.integers(2**63 - 1))
+        return aug_seed, self.sampler.draw(self.spec.batch_size, rng)
+
+    def make(
+        self, k: int, image_out: np.ndarray, label_out: np.ndarray
+    ) -> tuple[list[str], dict[str, float]]:
+        """Write batch ``k`` into ``image_out``/``label_out``; returns its case ids and timings
+        (read_s, assemble_s, augment_s in seconds)."""
+        spec = self.spec
+        t_fill = 0.0
+        if not self._filled:  # the first batch loads the cache (counted as its read time)
+            t0 = time.perf_counter()
+            self.cache.fill(spec.cases)
+            self._filled = True
+            t_fill = time.perf_counter() - t0
+        aug_seed, regions = self.plan(k)
+        read_s, assemble_s, augment_s = t_fill, 0.0, 0.0
+        params = None
+        if self.pipeline is not None:
+            params = self.pipeline.draw(
+                aug_seed, (spec.batch_size, spec.channels, *spec.region_size)
+            )
+        crop = centre_crop(spec.margin, spec.patch_size)
+        cases = []
+        for i, (case_id, start, size) in enumerate(regions):
+            self.current_case = case_id
+            case = self.store[case_id]
+            t0 = time.perf_counter()
+            image, label = self.cache.read(case_id, start, size)
+            t1 = time.perf_counter()
+            read_s += t1 - t0
+            if label is None:
+                raise InputError(f"cases: case {case_id!r} has no label map; training needs one")
+            if params is not None:
+                image, label = self.pipeline.apply(image, label, params[i], spacing=case.spacing)
+                t2 = time.perf_counter()
+                augment_s += t2 - t1
+                t1 = t2
+            elif spec.output_size != size:
+                image, label = image[(slice(None), *crop)], label[crop]
+            image_out[i] = image
+            label_out[i] = label
+            assemble_s += time.perf_counter() - t1
+            cases.append(case_id)
+        self.current_case = None
+        return cases, {"read_s": read_s, "assemble_s": assemble_s, "augment_s": augment_s}
