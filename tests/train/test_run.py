@@ -150,6 +150,13 @@ def test_resume_needs_a_checkpoint_and_the_same_config(
         )
     with pytest.raises(InputError, match="already holds a training run"):
         train_run(tiny_store, full_run.run_dir, overrides=tiny_overrides(), log=None)
+    # a run that stopped before its first checkpoint (run.json only) can be started afresh
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / "run.json").write_text("{}")
+    quick = tiny_overrides(schedule__max_iterations=1, split__fold=-1)
+    assert train_run(tiny_store, crashed, overrides=quick, log=None, progress=False).iterations == 1
+    assert _run.read_run_spec(crashed)["patch_size"] == [8, 16, 16]
 
 
 def test_bad_config_writes_nothing(

@@ -329,7 +329,7 @@ def train_run(
                     f"{run_dir}: --resume needs the run's configuration unchanged; differs in "
                     + "; ".join(diff)
                 )
-    elif (run_dir / _run.SPEC_FILE).exists() or last_path.exists():
+    elif last_path.exists():  # run.json alone: a run that stopped before its first checkpoint
         raise InputError(
             f"{run_dir}: already holds a training run (pass --resume to continue it, or choose "
             "another --out)"
@@ -705,6 +705,13 @@ def _train(
                 elif now - last_ckpt >= s.checkpoint_every_s:
                     save_last(iteration, elapsed)
                     last_ckpt = time.perf_counter()
+            stats = loader.stats() if hasattr(loader, "stats") else {}
+            logger.event(
+                "loader", **{k: v for k, v in stats.items() if isinstance(v, (int, float))}
+            )
+            wait = stats.get("wait_fraction")
+            if say is not None and main and isinstance(wait, float) and math.isfinite(wait):
+                say(f"loader: the training loop waited for data {100 * wait:.0f}% of the time")
     except KeyboardInterrupt:
         elapsed = elapsed0 + time.perf_counter() - t0
         if bar is not None:
