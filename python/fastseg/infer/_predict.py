@@ -315,7 +315,8 @@ def predict(
     ``inference.mirror_axes``; ``checkpoint`` ``best``/``last``; ``probabilities`` also writes
     ``<name>_probabilities.npz``; ``postprocess`` applies ``RUN/postprocessing.json`` when
     present; ``overlap`` overrides the run's sliding-window overlap. A case that fails is
-    listed in ``report.failed`` and skipped; the others are still written.
+    listed in ``report.failed`` and skipped; the others are still written. Existing output
+    files are overwritten (each is replaced atomically, never left half-written).
     """
     from tqdm.auto import tqdm
 
