@@ -234,3 +234,17 @@ def test_cli_trains_a_2d_model_without_validation(
     # a bad flag: exit code 2 and nothing written
     assert main(["train", str(tiny_store), "--out", str(tmp_path / "x"), "--set", "a=1"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_dali_loader_option(
+    tiny_store: Path, tiny_overrides: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    overrides = tiny_overrides(data__loader="dali", schedule__max_iterations=2, split__fold=-1)
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match=r"(?i)dali"):
+            train_run(tiny_store, tmp_path / "dali", overrides=overrides, log=None)
+    else:
+        result = train_run(tiny_store, tmp_path / "dali", overrides=overrides, log=None)
+        assert result.iterations == 2

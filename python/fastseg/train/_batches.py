@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fastseg.errors import InputError
+
 
 def open_loader(
     store: Any,
@@ -32,10 +34,18 @@ def open_loader(
     world_size: int,
     start: int,
     note: Callable[[str], None],
+    kind: str = "native",
 ) -> Any:
-    """A loader context manager yielding batches ``start, start + 1, ...`` of this rank."""
+    """A loader context manager yielding batches ``start, start + 1, ...`` of this rank:
+    ``kind`` ``"native"`` (:class:`fastseg.data.PatchLoader`) or ``"dali"`` (its DALI backend;
+    flips and intensity augmentation when ``augmentation`` is not None)."""
     from fastseg.data import PatchLoader
 
+    if kind == "dali":
+        return _dali_loader(
+            store, cases, patch_size, batch_size, oversample_foreground, augmentation is not None,
+            workers, prefetch, seed, device, rank, world_size, start, note,
+        )  # fmt: skip
     kwargs: dict[str, Any] = {
         "cases": list(cases),
         "patch_size": tuple(patch_size),
@@ -70,3 +80,45 @@ def open_loader(
             kwargs["seed"] = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
             loader = PatchLoader(store, **kwargs)
     return loader
+
+
+def _dali_loader(
+    store: Any,
+    cases: Sequence[str],
+    patch_size: Sequence[int],
+    batch_size: int,
+    oversample_foreground: float,
+    augmentation: bool,
+    workers: int,
+    prefetch: int,
+    seed: int,
+    device: Any,
+    rank: int,
+    world_size: int,
+    start: int,
+    note: Callable[[str], None],
+) -> Any:
+    try:
+        from fastseg.data._dali import DaliPatchLoader
+    except ImportError as exc:  # pragma: no cover - the module ships with fastseg.data
+        raise InputError(f"data.loader: dali is not available ({exc})") from exc
+    if start:
+        note(
+            f"the DALI loader cannot start at batch {start}: the resumed run draws batches from "
+            "a seed derived from (seed, start)"
+        )
+        seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
+    return DaliPatchLoader(
+        store,
+        cases=list(cases),
+        patch_size=tuple(patch_size),
+        batch_size=batch_size,
+        oversample_foreground=oversample_foreground,
+        seed=seed,
+        device=device,
+        workers=workers,
+        augmentation=augmentation,
+        prefetch=prefetch,
+        rank=rank,
+        world_size=world_size,
+    )

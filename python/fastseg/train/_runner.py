@@ -619,6 +619,7 @@ def _train(
         world_size=dist.world_size,
         start=iteration,
         note=logger.note,
+        kind=cfg.data.loader,
     )
     try:
         with loader:
