@@ -1,14 +1,18 @@
 // CPU (OpenMP) kernels of the augment op family.
 //
-// Work is split into (sample, slice) items over the OpenMP threads; inside an item everything runs
+// Work is split into (sample, slice) items over the thread pool; inside an item everything runs
 // row by row through small loops over plain arrays (structure of arrays) that the compiler
-// vectorises: the row's source coordinates (affine part, then the elastic B-spline, staged per slice
-// (z taps) and per row (y taps) so a voxel costs its 4 x-taps), the trilinear taps (one base index
-// and three fractions per voxel, gathers per channel), and each intensity op. The row kernels are
-// compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC target_clones).
-// Voxels whose taps leave the source are redone by the general border-aware path of
-// augment_sample.h. Reductions keep one partial per row or slice, summed in a fixed order, so
-// results do not depend on the thread count.
+// vectorises. Spatial pass, per output row: the source coordinates (affine part plus the elastic
+// B-spline, evaluated separably: the z taps once per slice, the y taps once per row on the coarse
+// control row, then 4 x taps per voxel in the same loop as the affine part), then the trilinear
+// taps and gathers of every channel and the nearest label. The row kernels are compiled for
+// AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC target_clones); with AVX-512 the
+// elastic x taps are lane permutes of the control row held in registers (grids of at most 13
+// control points along x) and the trilinear taps, gathers and nearest-label index (one-byte labels:
+// the label gather too) run in one kernel without staging the taps in memory. The separable blur
+// runs slice by slice (z, y and x taps of a slice while it is in cache); blur and low resolution
+// reuse per-thread scratch volumes between calls. Reductions keep one partial per row or slice,
+// summed in a fixed order, so results do not depend on the thread count.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-math-errno", "no-trapping-math")
 #endif
@@ -57,18 +61,26 @@ FASTSEG_CLONES void row_affine(float bz, float by, float bx, float az, float ay,
   }
 }
 
-// Adds the x-taps of the elastic B-spline: control column j (padded) reaches voxels [lo[j], hi[j])
-// with weights w[j * n + x]; h holds the row's 3 components per padded control column.
-FASTSEG_CLONES void row_elastic(const float* __restrict h, int columns, const float* __restrict w,
-                                const int* __restrict lo, const int* __restrict hi, int64_t n,
-                                float* __restrict cz, float* __restrict cy, float* __restrict cx) {
-  for (int j = 0; j < columns; ++j) {
-    const float hz = h[3 * j], hy = h[3 * j + 1], hx = h[3 * j + 2];
-    const float* wj = w + j * n;
-    for (int64_t x = lo[j]; x < hi[j]; ++x) {
-      cz[x] += wj[x] * hz;
-      cy[x] += wj[x] * hy;
-      cx[x] += wj[x] * hx;
+// The affine part plus the x-taps of the elastic B-spline in one pass over the row. The row is cut
+// into segments of constant control interval: segment s covers voxels [seg[3s], seg[3s+1]) and reads
+// padded control columns seg[3s+2] .. seg[3s+2]+3 of h (3 components per padded column, one pad
+// left, two right), with the 4 tap weights per voxel in w0..w3.
+FASTSEG_CLONES void row_affine_elastic(float bz, float by, float bx, float az, float ay, float ax,
+                                       const float* __restrict h, const int* __restrict seg, int segments,
+                                       const float* __restrict w0, const float* __restrict w1,
+                                       const float* __restrict w2, const float* __restrict w3,
+                                       float* __restrict cz, float* __restrict cy, float* __restrict cx) {
+  for (int s = 0; s < segments; ++s) {
+    const int lo = seg[3 * s], hi = seg[3 * s + 1];
+    const float* q = h + 3 * seg[3 * s + 2];
+    const float z0 = q[0], y0 = q[1], x0 = q[2], z1 = q[3], y1 = q[4], x1 = q[5];
+    const float z2 = q[6], y2 = q[7], x2 = q[8], z3 = q[9], y3 = q[10], x3 = q[11];
+    for (int x = lo; x < hi; ++x) {
+      const float px = static_cast<float>(x);
+      const float a = w0[x], b = w1[x], c = w2[x], d = w3[x];
+      cz[x] = (bz + az * px) + (a * z0 + b * z1 + c * z2 + d * z3);
+      cy[x] = (by + ay * px) + (a * y0 + b * y1 + c * y2 + d * y3);
+      cx[x] = (bx + ax * px) + (a * x0 + b * x1 + c * x2 + d * x3);
     }
   }
 }
@@ -168,6 +180,158 @@ __attribute__((target("avx512f"))) void row_linear_gather_avx512(
   }
   row_linear_gather_base(src, oz0 + x, oz1 + x, oy0 + x, oy1 + x, ox0 + x, ox1 + x, wz0 + x, wz1 + x, wy0 + x,
                          wy1 + x, wx0 + x, wx1 + x, w_out + x, cval, n - x, out + x);
+}
+
+// Taps of 16 voxels along one axis, in registers: axis_taps' arithmetic.
+__attribute__((target("avx512f"))) inline void taps16(__m512 v, int size, int32_t stride, bool edge, __m512i& o0,
+                                                     __m512i& o1, __m512& w0, __m512& w1) {
+  const __m512 f = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512 d = _mm512_sub_ps(v, f);
+  const __m512i i0 = _mm512_cvttps_epi32(f), i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(1));
+  const __m512i sz = _mm512_set1_epi32(size), top = _mm512_set1_epi32(size - 1), zero = _mm512_setzero_si512();
+  const __mmask16 in0 = edge ? __mmask16(0xffff) : _mm512_cmplt_epu32_mask(i0, sz);
+  const __mmask16 in1 = edge ? __mmask16(0xffff) : _mm512_cmplt_epu32_mask(i1, sz);
+  o0 = _mm512_min_epi32(_mm512_max_epi32(i0, zero), top);
+  o1 = _mm512_min_epi32(_mm512_max_epi32(i1, zero), top);
+  if (stride != 1) {
+    o0 = _mm512_mullo_epi32(o0, _mm512_set1_epi32(stride));
+    o1 = _mm512_mullo_epi32(o1, _mm512_set1_epi32(stride));
+  }
+  w0 = _mm512_maskz_mov_ps(in0, _mm512_sub_ps(_mm512_set1_ps(1.0f), d));
+  w1 = _mm512_maskz_mov_ps(in1, d);
+}
+
+// axis_taps + row_w_out + row_linear_gather (every channel) + row_nearest_index (idx, if not null)
+// for the voxels [0, n - n % 16) of a row, without staging the taps in memory; returns how many
+// voxels it did. With a one-byte label volume lab8 (not null) its nearest samples go straight to
+// out8 instead of idx.
+__attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
+    const float* cz, const float* cy, const float* cx, int64_t n, int snz, int sny, int snx, bool edge,
+    const float* src, int64_t channels, int64_t src_stride, float cval, float* out, int64_t out_stride,
+    int32_t* idx, const uint8_t* lab8, uint8_t* out8, uint8_t lcval8) {
+  const int64_t sv = int64_t{snz} * sny * snx;
+  const int32_t sy = snx, sz = sny * snx;
+  const __m512 lo = _mm512_set1_ps(-2.0f), hz = _mm512_set1_ps(static_cast<float>(snz) + 1.0f),
+               hy = _mm512_set1_ps(static_cast<float>(sny) + 1.0f), hx = _mm512_set1_ps(static_cast<float>(snx) + 1.0f);
+  const __m512 cv = _mm512_set1_ps(cval), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+  int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    const __m512 vz = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cz + x), lo), hz);
+    const __m512 vy = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cy + x), lo), hy);
+    const __m512 vx = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cx + x), lo), hx);
+    __m512i z0, z1, y0, y1, x0, x1;
+    __m512 wz0, wz1, wy0, wy1, wx0, wx1;
+    taps16(vz, snz, sz, edge, z0, z1, wz0, wz1);
+    taps16(vy, sny, sy, edge, y0, y1, wy0, wy1);
+    taps16(vx, snx, 1, edge, x0, x1, wx0, wx1);
+    const __m512 w_out = _mm512_sub_ps(
+        one, _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(wz0, wz1), _mm512_add_ps(wy0, wy1)), _mm512_add_ps(wx0, wx1)));
+    const __m512i rows[4] = {_mm512_add_epi32(z0, y0), _mm512_add_epi32(z0, y1), _mm512_add_epi32(z1, y0),
+                             _mm512_add_epi32(z1, y1)};
+    __m512i g0[4], g1[4];
+    for (int k = 0; k < 4; ++k) {
+      g0[k] = _mm512_add_epi32(rows[k], x0);
+      g1[k] = _mm512_add_epi32(rows[k], x1);
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* s = src + c * src_stride;
+      __m512 r[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m512 v0 = _mm512_i32gather_ps(g0[k], s, 4);
+        const __m512 v1 = _mm512_i32gather_ps(g1[k], s, 4);
+        r[k] = _mm512_fmadd_ps(wx1, v1, _mm512_mul_ps(wx0, v0));
+      }
+      const __m512 c0 = _mm512_fmadd_ps(wy1, r[1], _mm512_mul_ps(wy0, r[0]));
+      const __m512 c1 = _mm512_fmadd_ps(wy1, r[3], _mm512_mul_ps(wy0, r[2]));
+      const __m512 t = _mm512_fmadd_ps(wz1, c1, _mm512_mul_ps(wz0, c0));
+      _mm512_storeu_ps(out + c * out_stride + x, _mm512_fmadd_ps(w_out, cv, t));
+    }
+    if (idx != nullptr || lab8 != nullptr) {
+      const __m512i zero = _mm512_setzero_si512();
+      const __m512i iz = _mm512_cvttps_epi32(
+          _mm512_roundscale_ps(_mm512_add_ps(vz, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+      const __m512i iy = _mm512_cvttps_epi32(
+          _mm512_roundscale_ps(_mm512_add_ps(vy, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+      const __m512i ix = _mm512_cvttps_epi32(
+          _mm512_roundscale_ps(_mm512_add_ps(vx, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+      const __mmask16 in = edge ? __mmask16(0xffff)
+                                : __mmask16(_mm512_cmplt_epu32_mask(iz, _mm512_set1_epi32(snz)) &
+                                            _mm512_cmplt_epu32_mask(iy, _mm512_set1_epi32(sny)) &
+                                            _mm512_cmplt_epu32_mask(ix, _mm512_set1_epi32(snx)));
+      const __m512i cz_ = _mm512_min_epi32(_mm512_max_epi32(iz, zero), _mm512_set1_epi32(snz - 1));
+      const __m512i cy_ = _mm512_min_epi32(_mm512_max_epi32(iy, zero), _mm512_set1_epi32(sny - 1));
+      const __m512i cx_ = _mm512_min_epi32(_mm512_max_epi32(ix, zero), _mm512_set1_epi32(snx - 1));
+      const __m512i flat = _mm512_add_epi32(
+          _mm512_mullo_epi32(_mm512_add_epi32(_mm512_mullo_epi32(cz_, _mm512_set1_epi32(sny)), cy_),
+                             _mm512_set1_epi32(snx)),
+          cx_);
+      if (lab8 == nullptr) {
+        _mm512_storeu_si512(idx + x, _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), in, flat));
+      } else {
+        // 4-byte gathers at byte offsets, low byte kept; lanes whose 4 bytes would pass the end of
+        // the volume are read one byte at a time.
+        const __mmask16 safe =
+            sv >= 4 ? __mmask16(in & _mm512_cmple_epi32_mask(flat, _mm512_set1_epi32(static_cast<int32_t>(sv - 4))))
+                    : __mmask16(0);
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_set1_epi32(lcval8), safe, flat, lab8, 1);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out8 + x), _mm512_cvtepi32_epi8(g));
+        if (safe != in) {
+          alignas(64) int32_t f[16];
+          _mm512_store_si512(f, flat);
+          for (int l = 0; l < 16; ++l) {
+            if (((in & ~safe) >> l) & 1) out8[x + l] = lab8[f[l]];
+          }
+        }
+      }
+    }
+  }
+  return x;
+}
+
+// row_affine_elastic with the padded control row held in registers (at most 16 padded columns):
+// a voxel's 4 taps are lane permutes of the row; col[x] is the padded column of voxel x's first tap.
+__attribute__((target("avx512f"))) void row_affine_elastic_avx512(float bz, float by, float bx, float az, float ay,
+                                                                 float ax, const float* h, int columns,
+                                                                 const int32_t* col, const float* w0,
+                                                                 const float* w1, const float* w2,
+                                                                 const float* w3, int64_t n, float* cz, float* cy,
+                                                                 float* cx) {
+  alignas(64) float hz[16] = {}, hy[16] = {}, hx[16] = {};
+  for (int c = 0; c < columns; ++c) {
+    hz[c] = h[3 * c];
+    hy[c] = h[3 * c + 1];
+    hx[c] = h[3 * c + 2];
+  }
+  const __m512 Hz = _mm512_load_ps(hz), Hy = _mm512_load_ps(hy), Hx = _mm512_load_ps(hx);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i one = _mm512_set1_epi32(1);
+  int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    const __m512 px = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(x)), iota));
+    const __m512i j0 = _mm512_loadu_si512(col + x), j1 = _mm512_add_epi32(j0, one), j2 = _mm512_add_epi32(j1, one),
+                  j3 = _mm512_add_epi32(j2, one);
+    const __m512 a = _mm512_loadu_ps(w0 + x), b = _mm512_loadu_ps(w1 + x), c = _mm512_loadu_ps(w2 + x),
+                 d = _mm512_loadu_ps(w3 + x);
+    const auto eval = [&](__m512 H, float base, float slope, float* dst) {
+      __m512 e = _mm512_mul_ps(a, _mm512_permutexvar_ps(j0, H));
+      e = _mm512_fmadd_ps(b, _mm512_permutexvar_ps(j1, H), e);
+      e = _mm512_fmadd_ps(c, _mm512_permutexvar_ps(j2, H), e);
+      e = _mm512_fmadd_ps(d, _mm512_permutexvar_ps(j3, H), e);
+      const __m512 aff = _mm512_fmadd_ps(_mm512_set1_ps(slope), px, _mm512_set1_ps(base));
+      _mm512_storeu_ps(dst + x, _mm512_add_ps(aff, e));
+    };
+    eval(Hz, bz, az, cz);
+    eval(Hy, by, ay, cy);
+    eval(Hx, bx, ax, cx);
+  }
+  for (; x < n; ++x) {
+    const float px = static_cast<float>(x);
+    const int j = col[x];
+    const float a = w0[x], b = w1[x], c = w2[x], d = w3[x];
+    cz[x] = (bz + az * px) + (a * hz[j] + b * hz[j + 1] + c * hz[j + 2] + d * hz[j + 3]);
+    cy[x] = (by + ay * px) + (a * hy[j] + b * hy[j + 1] + c * hy[j + 2] + d * hy[j + 3]);
+    cx[x] = (bx + ax * px) + (a * hx[j] + b * hx[j + 1] + c * hx[j + 2] + d * hx[j + 3]);
+  }
 }
 
 __attribute__((target("avx2,fma"))) void row_linear_gather_avx2(
@@ -601,29 +765,31 @@ AxisTable bspline_table(int64_t n_out, int g) {
   return t;
 }
 
-// x-taps of the B-spline as banded columns over the padded control row (g + 3 columns: one pad
-// left, two right, holding the clamped edge values).
-struct Band {
-  std::vector<float> w;
-  std::vector<int> lo, hi;
+// x-taps of the B-spline per output voxel (4 weight rows, structure of arrays) and the row cut into
+// segments of constant control interval (first voxel, end, first padded control column).
+struct XTaps {
+  std::vector<float> w;  // 4 * n_out: weight k of voxel x at w[k * n_out + x]
+  std::vector<int> seg;  // 3 per segment
+  std::vector<int32_t> col;  // per voxel: padded column of its first tap
+  int segments = 0;
 };
 
-Band bspline_band(int64_t n_out, int g) {
+XTaps bspline_xtaps(int64_t n_out, int g) {
   const AxisTable t = bspline_table(n_out, g);
-  Band b;
-  const int cols = g + 3;
-  b.w.assign(static_cast<size_t>(cols * n_out), 0.0f);
-  b.lo.assign(static_cast<size_t>(cols), static_cast<int>(n_out));
-  b.hi.assign(static_cast<size_t>(cols), 0);
+  XTaps r;
+  r.w.resize(static_cast<size_t>(4 * n_out));
+  r.col.resize(static_cast<size_t>(n_out));
   for (int64_t x = 0; x < n_out; ++x) {
-    for (int k = 0; k < 4; ++k) {
-      const int j = t.i[static_cast<size_t>(x)] + k;
-      b.w[static_cast<size_t>(j * n_out + x)] += t.w[static_cast<size_t>(4 * x + k)];
-      b.lo[static_cast<size_t>(j)] = std::min(b.lo[static_cast<size_t>(j)], static_cast<int>(x));
-      b.hi[static_cast<size_t>(j)] = std::max(b.hi[static_cast<size_t>(j)], static_cast<int>(x) + 1);
+    r.col[static_cast<size_t>(x)] = t.i[static_cast<size_t>(x)];
+    for (int k = 0; k < 4; ++k) r.w[static_cast<size_t>(k * n_out + x)] = t.w[static_cast<size_t>(4 * x + k)];
+    const int j = t.i[static_cast<size_t>(x)];  // padded column of the first tap (control index j - 1)
+    if (r.segments == 0 || r.seg[static_cast<size_t>(3 * r.segments - 1)] != j) {
+      r.seg.insert(r.seg.end(), {static_cast<int>(x), static_cast<int>(x), j});
+      ++r.segments;
     }
+    r.seg[static_cast<size_t>(3 * r.segments - 2)] = static_cast<int>(x) + 1;
   }
-  return b;
+  return r;
 }
 
 std::vector<float> gauss_kernel(float sigma) {
@@ -639,37 +805,97 @@ std::vector<float> gauss_kernel(float sigma) {
   return out;
 }
 
-// Blur along x, in place, row by row (reflect border).
-void blur_x(float* v, const Shape3& s, const std::vector<float>& w) {
-  const int r = static_cast<int>(w.size() / 2), taps = static_cast<int>(w.size());
-  const int64_t nx = s.x;
-  struct Rows {
-    std::vector<float> in, out;
+// Scratch memory of the calling thread, kept between calls (no zeroing, no fresh pages per sample):
+// slot k holds at least `count` floats until the next call for that slot.
+float* scratch(int slot, size_t count) {
+  thread_local std::unique_ptr<float[]> buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (cap[slot] < count) {
+    buf[slot].reset();
+    buf[slot].reset(new float[count]);
+    cap[slot] = count;
+  }
+  return buf[slot].get();
+}
+
+// Reflected indices (SciPy's "reflect") of i + t, t in [-r, r], for every i in [0, n): 2r + 1 per i.
+std::vector<int32_t> reflect_table(int64_t n, int r) {
+  std::vector<int32_t> t(static_cast<size_t>(n * (2 * r + 1)));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int k = -r; k <= r; ++k) t[static_cast<size_t>(i * (2 * r + 1) + k + r)] = static_cast<int32_t>(reflect_index(i + k, n));
+  }
+  return t;
+}
+
+// Separable Gaussian of one (z, y, x) volume with per-axis kernels (empty: axis skipped), SciPy's
+// reflect border. Slice by slice so that every pass runs in cache: z taps into a plane, y taps into
+// a second plane, x taps into `dst` (another volume).
+void blur_volume(const float* src, float* dst, const Shape3& s, const std::vector<float>& kz,
+                 const std::vector<float>& ky, const std::vector<float>& kx) {
+  const int64_t plane = s.y * s.x;
+  const int tz = static_cast<int>(kz.size()), ty = static_cast<int>(ky.size()), tx = static_cast<int>(kx.size());
+  const int rx = tx / 2;
+  const std::vector<int32_t> fz = reflect_table(tz > 0 ? s.z : 0, tz / 2), fy = reflect_table(ty > 0 ? s.y : 0, ty / 2);
+  std::vector<int32_t> fx_lo, fx_hi;  // the x border: reflected indices of -rx .. -1 and nx .. nx + rx - 1
+  for (int64_t i = -rx; i < 0; ++i) fx_lo.push_back(static_cast<int32_t>(reflect_index(i, s.x)));
+  for (int64_t i = s.x; i < s.x + rx; ++i) fx_hi.push_back(static_cast<int32_t>(reflect_index(i, s.x)));
+  struct Planes {
+    std::vector<float> a, b, row, acc;
+    std::vector<const float*> ptr;
   };
-  parallel_items<Rows>(
-      s.z * s.y,
-      [&] { return Rows{std::vector<float>(static_cast<size_t>(nx + 2 * r)), std::vector<float>(static_cast<size_t>(nx))}; },
-      [&](int64_t row, Rows& buf) {
-        float* p = v + row * nx;
-        for (int64_t i = -r; i < 0; ++i) buf.in[static_cast<size_t>(i + r)] = p[reflect_index(i, nx)];
-        std::copy(p, p + nx, buf.in.begin() + r);
-        for (int64_t i = nx; i < nx + r; ++i) buf.in[static_cast<size_t>(i + r)] = p[reflect_index(i, nx)];
-        row_convolve(buf.in.data(), w.data(), taps, nx, buf.out.data());
-        std::copy(buf.out.begin(), buf.out.end(), p);
+  parallel_items<Planes>(
+      s.z,
+      [&] {
+        return Planes{std::vector<float>(static_cast<size_t>(tz > 0 ? plane : 0)),
+                      std::vector<float>(static_cast<size_t>(ty > 0 ? plane : 0)),
+                      std::vector<float>(static_cast<size_t>(s.x + 2 * rx)), std::vector<float>(static_cast<size_t>(s.x)),
+                      std::vector<const float*>(static_cast<size_t>(std::max(tz, ty) + 1))};
+      },
+      [&](int64_t z, Planes& p) {
+        const float* cur = src + z * plane;
+        if (tz > 0) {
+          const int32_t* f = fz.data() + z * tz;
+          for (int64_t y = 0; y < s.y; ++y) {
+            for (int t = 0; t < tz; ++t) p.ptr[static_cast<size_t>(t)] = src + f[t] * plane + y * s.x;
+            row_weighted_sum(p.ptr.data(), kz.data(), tz, s.x, p.a.data() + y * s.x);
+          }
+          cur = p.a.data();
+        }
+        if (ty > 0) {
+          for (int64_t y = 0; y < s.y; ++y) {
+            const int32_t* f = fy.data() + y * ty;
+            for (int t = 0; t < ty; ++t) p.ptr[static_cast<size_t>(t)] = cur + f[t] * s.x;
+            row_weighted_sum(p.ptr.data(), ky.data(), ty, s.x, p.b.data() + y * s.x);
+          }
+          cur = p.b.data();
+        }
+        float* out = dst + z * plane;
+        if (tx == 0) {
+          std::copy(cur, cur + plane, out);
+          return;
+        }
+        float* in = p.row.data();
+        for (int64_t y = 0; y < s.y; ++y) {
+          const float* r = cur + y * s.x;
+          for (int i = 0; i < rx; ++i) {
+            in[i] = r[fx_lo[static_cast<size_t>(i)]];
+            in[s.x + rx + i] = r[fx_hi[static_cast<size_t>(i)]];
+          }
+          std::copy(r, r + s.x, in + rx);
+          row_convolve(in, kx.data(), tx, s.x, p.acc.data());
+          std::copy(p.acc.begin(), p.acc.end(), out + y * s.x);
+        }
       });
 }
 
-// Blur along z (axis 0) or y (axis 1) from src into dst (another volume), row by row.
-void blur_zy(const float* src, float* dst, const Shape3& s, int axis, const std::vector<float>& w) {
-  const int r = static_cast<int>(w.size() / 2), taps = static_cast<int>(w.size());
-  const int64_t lines = axis == 0 ? s.z : s.y, step = axis == 0 ? s.y * s.x : s.x;
-  parallel_items<std::vector<const float*>>(
-      s.z * s.y, [&] { return std::vector<const float*>(static_cast<size_t>(taps)); },
-      [&](int64_t row, std::vector<const float*>& ptr) {
-        const int64_t l = axis == 0 ? row / s.y : row % s.y;
-        const float* base = src + row * s.x - l * step;
-        for (int t = -r; t <= r; ++t) ptr[static_cast<size_t>(t + r)] = base + reflect_index(l + t, lines) * step;
-        row_weighted_sum(ptr.data(), w.data(), taps, s.x, dst + row * s.x);
+// dst = src over n floats, split over the pool.
+void parallel_copy(const float* src, float* dst, int64_t n) {
+  constexpr int64_t kBlock = int64_t{1} << 16;
+  parallel_items<NoState>(
+      (n + kBlock - 1) / kBlock, [] { return NoState{}; },
+      [&](int64_t i, NoState&) {
+        const int64_t lo = i * kBlock, hi = std::min(n, lo + kBlock);
+        std::copy(src + lo, src + hi, dst + lo);
       });
 }
 
@@ -701,17 +927,19 @@ void spatial_cpu(const SpatialArgs& a, const float* image, float* out_image, con
   if (a.n == 0 || ov == 0) return;
   const bool elastic = a.coef != nullptr && a.gz > 0 && a.gy > 0 && a.gx > 0;
   AxisTable tz, ty;
-  Band bx;
+  XTaps tx;
   if (elastic) {
     tz = bspline_table(O.z, a.gz);
     ty = bspline_table(O.y, a.gy);
-    bx = bspline_band(O.x, a.gx);
+    tx = bspline_xtaps(O.x, a.gx);
   }
   const int64_t gyx3 = static_cast<int64_t>(a.gy) * a.gx * 3, gstride = a.gz * gyx3, gx3 = int64_t{a.gx} * 3;
   // The vectorised trilinear path indexes with int32.
   const bool fast_linear = a.image_order == 1 && sv < (int64_t{1} << 31);
   const bool fast_nearest = label != nullptr && a.label_mode == LABEL_NEAREST && sv < (int64_t{1} << 31);
   const L lcval = static_cast<L>(a.label_cval);
+  constexpr bool byte_label = sizeof(L) == 1;
+  (void)byte_label;
   const int snz = static_cast<int>(S.z), sny = static_cast<int>(S.y), snx = static_cast<int>(S.x);
 
   struct Buffers {
@@ -750,8 +978,8 @@ void spatial_cpu(const SpatialArgs& a, const float* image, float* out_image, con
         const float pz = static_cast<float>(z);
         for (int64_t y = 0; y < O.y; ++y) {
           const float py = static_cast<float>(y);
-          row_affine(m.b[0] + m.a[0] * pz + m.a[1] * py, m.b[1] + m.a[3] * pz + m.a[4] * py,
-                     m.b[2] + m.a[6] * pz + m.a[7] * py, m.a[2], m.a[5], m.a[8], O.x, cz, cy, cx);
+          const float bz = m.b[0] + m.a[0] * pz + m.a[1] * py, by = m.b[1] + m.a[3] * pz + m.a[4] * py,
+                      bx = m.b[2] + m.a[6] * pz + m.a[7] * py;
           if (el) {
             const float* w = &ty.w[static_cast<size_t>(4 * y)];
             const int i0 = ty.i[static_cast<size_t>(y)] - 1;
@@ -762,23 +990,52 @@ void spatial_cpu(const SpatialArgs& a, const float* image, float* out_image, con
               H[c] = Hm[c];
               H[gx3 + 3 + c] = H[gx3 + 6 + c] = Hm[gx3 - 3 + c];
             }
-            row_elastic(H, a.gx + 3, bx.w.data(), bx.lo.data(), bx.hi.data(), O.x, cz, cy, cx);
+            const float* xw = tx.w.data();
+#ifdef FASTSEG_X86_GATHER
+            if (simd_level() == SIMD_AVX512 && a.gx + 3 <= 16) {
+              row_affine_elastic_avx512(bz, by, bx, m.a[2], m.a[5], m.a[8], H, a.gx + 3, tx.col.data(), xw, xw + ox,
+                                        xw + 2 * ox, xw + 3 * ox, O.x, cz, cy, cx);
+            } else
+#endif
+            row_affine_elastic(bz, by, bx, m.a[2], m.a[5], m.a[8], H, tx.seg.data(), tx.segments, xw, xw + ox,
+                               xw + 2 * ox, xw + 3 * ox, cz, cy, cx);
+          } else {
+            row_affine(bz, by, bx, m.a[2], m.a[5], m.a[8], O.x, cz, cy, cx);
           }
           const int64_t vbase = z * oplane + y * O.x;
+          const bool edge = a.border == BORDER_EDGE;
+          int64_t fused = 0;       // voxels of the row the AVX-512 kernel did (image, and label index)
+          int64_t label_done = 0;  // voxels whose label it wrote too
           if (fast_linear) {
+#ifdef FASTSEG_X86_GATHER
+            if (simd_level() == SIMD_AVX512) {
+              fused = row_linear_fused_avx512(cz, cy, cx, O.x, snz, sny, snx, edge, image + n * a.c * sv, a.c, sv,
+                                              a.cval, out_image + n * a.c * ov + vbase, ov,
+                                              fast_nearest && !byte_label ? buf.idx.data() : nullptr,
+                                              fast_nearest && byte_label ? reinterpret_cast<const uint8_t*>(label + n * sv)
+                                                                         : nullptr,
+                                              fast_nearest && byte_label
+                                                  ? reinterpret_cast<uint8_t*>(out_label + n * ov + vbase)
+                                                  : nullptr,
+                                              static_cast<uint8_t>(lcval));
+              if (fast_nearest && byte_label) label_done = fused;
+            }
+#endif
+            const int64_t f = fused, m = O.x - f;
             int32_t* o = buf.o.data();
             float* w = buf.w.data();
             const LinearRow r{o, o + ox, o + 2 * ox, o + 3 * ox, o + 4 * ox, o + 5 * ox, w, w + ox,
                               w + 2 * ox, w + 3 * ox, w + 4 * ox, w + 5 * ox, w + 6 * ox};
-            const bool edge = a.border == BORDER_EDGE;
-            axis_taps(cz, O.x, snz, static_cast<int32_t>(S.y * S.x), edge, r.oz0, r.oz1, r.wz0, r.wz1);
-            axis_taps(cy, O.x, sny, static_cast<int32_t>(S.x), edge, r.oy0, r.oy1, r.wy0, r.wy1);
-            axis_taps(cx, O.x, snx, 1, edge, r.ox0, r.ox1, r.wx0, r.wx1);
-            row_w_out(r.wz0, r.wz1, r.wy0, r.wy1, r.wx0, r.wx1, O.x, r.w_out);
-            for (int64_t c = 0; c < a.c; ++c) {
-              row_linear_gather(image + (n * a.c + c) * sv, r.oz0, r.oz1, r.oy0, r.oy1, r.ox0, r.ox1, r.wz0,
-                                r.wz1, r.wy0, r.wy1, r.wx0, r.wx1, r.w_out, a.cval, O.x,
-                                out_image + (n * a.c + c) * ov + vbase);
+            if (m > 0) {
+              axis_taps(cz + f, m, snz, static_cast<int32_t>(S.y * S.x), edge, r.oz0, r.oz1, r.wz0, r.wz1);
+              axis_taps(cy + f, m, sny, static_cast<int32_t>(S.x), edge, r.oy0, r.oy1, r.wy0, r.wy1);
+              axis_taps(cx + f, m, snx, 1, edge, r.ox0, r.ox1, r.wx0, r.wx1);
+              row_w_out(r.wz0, r.wz1, r.wy0, r.wy1, r.wx0, r.wx1, m, r.w_out);
+              for (int64_t c = 0; c < a.c; ++c) {
+                row_linear_gather(image + (n * a.c + c) * sv, r.oz0, r.oz1, r.oy0, r.oy1, r.ox0, r.ox1, r.wz0,
+                                  r.wz1, r.wy0, r.wy1, r.wx0, r.wx1, r.w_out, a.cval, m,
+                                  out_image + (n * a.c + c) * ov + vbase + f);
+              }
             }
           } else {
             for (int64_t x = 0; x < O.x; ++x) {
@@ -797,8 +1054,10 @@ void spatial_cpu(const SpatialArgs& a, const float* image, float* out_image, con
           L* dst = out_label + n * ov + vbase;
           if (fast_nearest) {
             int32_t* idx = buf.idx.data();
-            row_nearest_index(cz, cy, cx, O.x, snz, sny, snx, a.border == BORDER_EDGE, idx);
-            for (int64_t x = 0; x < O.x; ++x) dst[x] = idx[x] >= 0 ? lab[idx[x]] : lcval;
+            if (fused < O.x) {
+              row_nearest_index(cz + fused, cy + fused, cx + fused, O.x - fused, snz, sny, snx, edge, idx + fused);
+            }
+            for (int64_t x = label_done; x < O.x; ++x) dst[x] = idx[x] >= 0 ? lab[idx[x]] : lcval;
           } else if (a.label_mode == LABEL_NEAREST) {
             for (int64_t x = 0; x < O.x; ++x) {
               dst[x] = sample_nearest(lab, S.z, S.y, S.x, cz[x], cy[x], cx[x], a.border, lcval);
@@ -920,36 +1179,32 @@ void bias_field_cpu(const Batch& b, const uint8_t* active, const float* coef, in
 }
 
 void blur_cpu(const Batch& b, const uint8_t* active, const float* sigma) {
-  std::vector<float> tmp;
+  const int64_t vol = b.volume();
   for (int64_t nc = 0; nc < b.count(); ++nc) {
-    if (!active[nc] || b.volume() == 0) continue;
-    float* v = b.data + nc * b.volume();
-    float* cur = v;
-    for (int axis = 0; axis < 2; ++axis) {
-      const float s = sigma[nc * 3 + axis];
-      if (!(s > 1e-15f)) continue;
-      if (tmp.empty()) tmp.resize(static_cast<size_t>(b.volume()));
-      float* next = cur == v ? tmp.data() : v;
-      blur_zy(cur, next, b.shape, axis, gauss_kernel(s));
-      cur = next;
+    if (!active[nc] || vol == 0) continue;
+    std::vector<float> k[3];
+    for (int axis = 0; axis < 3; ++axis) {
+      const float sg = sigma[nc * 3 + axis];
+      if (sg > 1e-15f) k[axis] = gauss_kernel(sg);
     }
-    if (cur != v) std::copy(cur, cur + b.volume(), v);
-    if (sigma[nc * 3 + 2] > 1e-15f) blur_x(v, b.shape, gauss_kernel(sigma[nc * 3 + 2]));
+    if (k[0].empty() && k[1].empty() && k[2].empty()) continue;
+    float* v = b.data + nc * vol;
+    float* tmp = scratch(0, static_cast<size_t>(vol));
+    blur_volume(v, tmp, b.shape, k[0], k[1], k[2]);
+    parallel_copy(tmp, v, vol);
   }
 }
 
 void lowres_cpu(const Batch& b, const uint8_t* active, const float* zoom) {
   const Shape3 s = b.shape;
   if (s.size() == 0) return;
-  std::vector<float> low, up_x, up_y;
   for (int64_t nc = 0; nc < b.count(); ++nc) {
     if (!active[nc]) continue;
     float* v = b.data + nc * b.volume();
     const Shape3 m{lowres_size(s.z, zoom[nc * 3]), lowres_size(s.y, zoom[nc * 3 + 1]),
                    lowres_size(s.x, zoom[nc * 3 + 2])};
-    low.resize(static_cast<size_t>(m.size()));
-    up_x.resize(static_cast<size_t>(m.z * m.y * s.x));
-    up_y.resize(static_cast<size_t>(m.z * s.y * s.x));
+    float* low = scratch(0, static_cast<size_t>(m.size()));
+    float* up_x = scratch(1, static_cast<size_t>(m.z * m.y * s.x));
     std::vector<int32_t> dx(static_cast<size_t>(m.x));
     for (int64_t x = 0; x < m.x; ++x) dx[static_cast<size_t>(x)] = static_cast<int32_t>(nearest_src(x, s.x, m.x));
     const LinearTable tz = linear_table(m.z, s.z), ty = linear_table(m.y, s.y), tx = linear_table(m.x, s.x);
@@ -960,25 +1215,25 @@ void lowres_cpu(const Batch& b, const uint8_t* active, const float* zoom) {
         [&](int64_t row, NoState&) {
           const int64_t z = row / m.y, y = row % m.y;
           const float* src = v + (nearest_src(z, s.z, m.z) * s.y + nearest_src(y, s.y, m.y)) * s.x;
-          row_gather_index(src, dx.data(), m.x, low.data() + row * m.x);
-          row_lerp_index(low.data() + row * m.x, tx.i0.data(), tx.i1.data(), tx.w1.data(), s.x,
-                         up_x.data() + row * s.x);
+          row_gather_index(src, dx.data(), m.x, low + row * m.x);
+          row_lerp_index(low + row * m.x, tx.i0.data(), tx.i1.data(), tx.w1.data(), s.x,
+                         up_x + row * s.x);
         });
-    parallel_items<NoState>(
-        m.z * s.y, [] { return NoState{}; },
-        [&](int64_t row, NoState&) {
-          const int64_t z = row / s.y;
-          const size_t y = static_cast<size_t>(row % s.y);
-          row_lerp(up_x.data() + (z * m.y + ty.i0[y]) * s.x, up_x.data() + (z * m.y + ty.i1[y]) * s.x, ty.w1[y], s.x,
-                   up_y.data() + row * s.x);
-        });
-    parallel_items<NoState>(
-        s.z * s.y, [] { return NoState{}; },
-        [&](int64_t row, NoState&) {
-          const size_t z = static_cast<size_t>(row / s.y);
-          const int64_t y = row % s.y;
-          row_lerp(up_y.data() + (tz.i0[z] * s.y + y) * s.x, up_y.data() + (tz.i1[z] * s.y + y) * s.x, tz.w1[z], s.x,
-                   v + row * s.x);
+    // y then z, fused per output slice: the two y-upsampled rows a z-lerp reads are made in a
+    // per-thread buffer (the same arithmetic as a separate y pass, without the (m.z, y, x) volume).
+    parallel_items<std::vector<float>>(
+        s.z, [&] { return std::vector<float>(static_cast<size_t>(2 * s.x)); },
+        [&](int64_t z, std::vector<float>& rows) {
+          const int64_t z0 = tz.i0[static_cast<size_t>(z)], z1 = tz.i1[static_cast<size_t>(z)];
+          const float wz = tz.w1[static_cast<size_t>(z)];
+          float* r0 = rows.data();
+          float* r1 = r0 + s.x;
+          for (int64_t y = 0; y < s.y; ++y) {
+            const size_t yy = static_cast<size_t>(y);
+            row_lerp(up_x + (z0 * m.y + ty.i0[yy]) * s.x, up_x + (z0 * m.y + ty.i1[yy]) * s.x, ty.w1[yy], s.x, r0);
+            row_lerp(up_x + (z1 * m.y + ty.i0[yy]) * s.x, up_x + (z1 * m.y + ty.i1[yy]) * s.x, ty.w1[yy], s.x, r1);
+            row_lerp(r0, r1, wz, s.x, v + (z * s.y + y) * s.x);
+          }
         });
   }
 }
