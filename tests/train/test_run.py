@@ -91,7 +91,14 @@ def test_run_directory(full_run: TrainRunResult, tiny_store: Path) -> None:
     except ImportError:
         assert "note" in events  # "tensorboard is not installed"
     else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+        events_tb = EventAccumulator(str(run / "tensorboard"))
+        events_tb.Reload()
+        tags = events_tb.Tags()
+        assert {"train/loss", "train/lr", "val/mean_dice", "val/dice_1"} <= set(tags["scalars"])
+        assert [t for t in tags["images"] if t.startswith("val/")]  # validation overlays
 
 
 def test_interrupt_saves_last_and_resume_matches_uninterrupted(
