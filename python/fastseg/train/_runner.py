@@ -558,6 +558,7 @@ def _train(
                     device,
                     amp_dtype is not None,
                     keep_image=i < OVERLAY_CASES,
+                    batch_size=cfg.data.batch_size,
                 )
                 for i, c in enumerate(val_cases)
             ]
@@ -788,6 +789,7 @@ def _finish(
             device,
             amp_dtype is not None,
             probabilities=with_probs,
+            batch_size=cfg.data.batch_size,
         )
         for c in val_cases
     ]

@@ -39,8 +39,10 @@ def predict_case(
     amp: bool,
     probabilities: bool = False,
     keep_image: bool = False,
+    batch_size: int = 1,
 ) -> CasePrediction:
-    """Sliding-window prediction of one stored case (model in eval mode)."""
+    """Sliding-window prediction of one stored case (model in eval mode), ``batch_size``
+    windows per forward pass."""
     from fastseg.infer import sliding_window_inference
 
     case = store[case_id]
@@ -51,6 +53,7 @@ def predict_case(
         image,
         patch_size,
         overlap,
+        batch_size=batch_size,
         device=device,
         amp=amp,
         return_probabilities=probabilities,  # type: ignore[call-overload]
