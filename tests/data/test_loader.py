@@ -155,29 +155,44 @@ def test_workers_give_the_same_batches_as_in_process(small_store: Path) -> None:
     assert not np.array_equal(other.image.numpy(), ref[0][0].numpy())
 
 
-def test_augmentation_replays_the_pipeline(small_store: Path) -> None:
+@pytest.mark.parametrize(
+    "spatial",
+    [
+        [{"name": "affine", "p_rotation": 1.0, "p_scale": 1.0}, {"name": "flip"}],
+        [{"name": "affine", "p_rotation": 0.5, "p_scale": 0.0}, {"name": "flip"}],
+        [{"name": "flip"}],  # flips only: the loader cuts and flips instead of resampling
+    ],
+)
+def test_augmentation_replays_the_pipeline(
+    small_store: Path, spatial: list[dict[str, Any]]
+) -> None:
     store = Store.open(small_store)
     patch = (8, 12, 12)
-    config = [
-        {"name": "affine", "p_rotation": 1.0, "p_scale": 1.0},
-        {"name": "flip"},
-        {"name": "gamma", "p": 1.0},
-        {"name": "noise", "p": 1.0},
-    ]
+    config = [*spatial, {"name": "gamma", "p": 1.0}, {"name": "noise", "p": 1.0}, {"name": "blur"}]
     with PatchLoader(
-        small_store, patch_size=patch, batch_size=2, augmentation=config, workers=0, batches=2
+        small_store, patch_size=patch, batch_size=3, augmentation=config, workers=0, batches=4
     ) as loader:
-        assert loader.spec.margin == (1, 1, 1)  # patch // 8 for a spatial augmentation
+        # patch // 8 around the patch for an affine step, nothing for flips alone
+        assert loader.spec.margin == ((1, 1, 1) if len(spatial) > 1 else (0, 0, 0))
         pipeline = Pipeline(config, patch_size=patch)
+        resampled = []
+        inner = loader._maker.pipeline.apply
+        loader._maker.pipeline.apply = lambda *a, **k: resampled.append(1) or inner(*a, **k)
         for batch in loader:
             seed, regions = loader.plan(batch.index)
-            params = pipeline.draw(seed, (2, 1, *regions[0][2]))
+            params = pipeline.draw(seed, (3, 1, *regions[0][2]))
             for i, (case_id, start, size) in enumerate(regions):
                 image, label = store[case_id].read_patch(start, size)
                 img, lab = pipeline.apply(image, label, params[i], spacing=store[case_id].spacing)
                 np.testing.assert_array_equal(batch.image[i].numpy(), img)
                 np.testing.assert_array_equal(batch.label[i].numpy(), lab)
                 assert set(np.unique(batch.label[i].numpy())) <= {0, 1, 2}
+    # samples drawn without rotation/scaling skip the resampling; the others do not
+    assert (
+        len(resampled)
+        == {"1.0": 12, "0.5": len(resampled), "-": 0}[str(spatial[0].get("p_rotation", "-"))]
+    )
+    assert len(spatial) == 1 or 0 < len(resampled) <= 12
 
 
 def test_identity_augmentation_returns_the_raw_patch(small_store: Path) -> None:

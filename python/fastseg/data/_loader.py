@@ -318,7 +318,6 @@ class PatchLoader:
         self._copier: _DeviceCopier | None = None
         self._timings: list[dict[str, float]] = []
         self._started_at: float | None = None
-        self._busy_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def _start(self) -> None:

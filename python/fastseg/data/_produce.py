@@ -79,6 +79,14 @@ def centre_crop(margin: Sequence[int], patch: Sequence[int]) -> tuple[slice, sli
     )
 
 
+def _label_itemsize(case: Any) -> int:
+    """Bytes per label voxel of a case as stored (8 when the store does not say)."""
+    try:
+        return int(np.dtype(case.attrs["source"]["label_dtype"]).itemsize)
+    except (KeyError, TypeError):
+        return 8
+
+
 class CaseCache:
     """Whole cases (normalised image and label) held in RAM when all of ``cases`` fit in
     ``budget`` bytes, regions then cut with NumPy (padding as ``read_patch``: the case's
@@ -90,7 +98,7 @@ class CaseCache:
         for c in cases:
             case = store[c]
             z, y, x = case.shape
-            need += z * y * x * (4 * case.channels + 8)
+            need += z * y * x * (4 * case.channels + _label_itemsize(case))
         self.enabled = budget > 0 and need <= budget
         self._cases: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
 
@@ -160,6 +168,38 @@ class BatchMaker:
         self._filled = False
         self.current_case: str | None = None
 
+    def _augment(
+        self, image: np.ndarray, label: np.ndarray, params: Any, spacing: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``pipeline.apply`` on one sample; a sample whose drawn spatial part is only flips
+        (no rotation, scaling, translation or elastic field: most samples with nnU-Net's
+        probabilities) is cut and flipped with NumPy instead of resampled (the resampling
+        would read exactly those voxels), then gets the intensity steps."""
+        sp = params.spatial
+        if not (
+            sp.rotation == (0.0, 0.0, 0.0)
+            and sp.scale == (1.0, 1.0, 1.0)
+            and sp.translation == (0.0, 0.0, 0.0)
+            and sp.elastic is None
+        ):
+            out: tuple[np.ndarray, np.ndarray] = self.pipeline.apply(
+                image, label, params, spacing=spacing
+            )
+            return out
+        from fastseg.augment._config import SPATIAL_STEPS
+        from fastseg.augment._pipeline import _run_intensity
+
+        crop = centre_crop(self.spec.margin, self.spec.patch_size)
+        img, lab = image[(slice(None), *crop)], label[crop]
+        for axis in range(3):
+            if sp.flip[axis]:
+                img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
+        batch = np.ascontiguousarray(img[None], dtype=np.float32)
+        steps = [s for s in self.pipeline.steps if s["name"] not in SPATIAL_STEPS]
+        for k, step in enumerate(steps):
+            _run_intensity(batch, step, [params.intensity[k]])
+        return batch[0], np.ascontiguousarray(lab)
+
     def plan(
         self, k: int
     ) -> tuple[int, list[tuple[str, tuple[int, int, int], tuple[int, int, int]]]]:
@@ -199,7 +239,7 @@ class BatchMaker:
             if label is None:
                 raise InputError(f"cases: case {case_id!r} has no label map; training needs one")
             if params is not None:
-                image, label = self.pipeline.apply(image, label, params[i], spacing=case.spacing)
+                image, label = self._augment(image, label, params[i], case.spacing)
                 t2 = time.perf_counter()
                 augment_s += t2 - t1
                 t1 = t2
