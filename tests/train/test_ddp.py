@@ -40,7 +40,9 @@ def test_two_gloo_ranks_end_with_identical_weights(
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
-    overrides = tiny_overrides(schedule__max_iterations=4, schedule__validate_every=2)
+    overrides = tiny_overrides(  # with a time budget too, the ranks agree on when to stop
+        schedule__max_iterations=4, schedule__validate_every=2, schedule__time_budget_s=600
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

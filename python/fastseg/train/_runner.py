@@ -599,6 +599,13 @@ def _train(
         augment_device = "cuda" if device.type == "cuda" else "cpu"
 
     losses: list[float] = []
+    pending: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if pending:
+            losses.extend(torch.stack(pending).float().cpu().tolist())
+            pending.clear()
+
     lrs: list[float] = []
     stopped_by = "iterations"
     t0 = time.perf_counter()
@@ -639,7 +646,10 @@ def _train(
             while True:
                 elapsed = elapsed0 + time.perf_counter() - t0
                 frac = progress_fraction(iteration, elapsed)
-                if dist.any_flag(frac >= 1.0, device):
+                stop = frac >= 1.0
+                if budget is not None:  # clocks differ between ranks: stop together
+                    stop = dist.any_flag(stop, device)
+                if stop:
                     stopped_by = (
                         "iterations" if max_it is not None and iteration >= max_it else "time"
                     )
@@ -666,22 +676,18 @@ def _train(
                 scaler.step(optimizer)
                 scaler.update()
                 iteration += 1
-                value = float(loss.detach())
-                losses.append(value)
+                pending.append(loss.detach())  # no device sync per iteration
                 lrs.append(lr)
                 if bar is not None:
                     bar.update(1)
-                    postfix = {"loss": f"{value:.4f}", "lr": f"{lr:.2e}"}
-                    if budget is not None:
-                        postfix["left"] = _clock(
-                            max(0.0, budget - elapsed0 - time.perf_counter() + t0)
-                        )
-                    bar.set_postfix(postfix, refresh=False)
                 if callback is not None:
                     callback(iteration)
                 now = time.perf_counter()
                 elapsed = elapsed0 + now - t0
-                if main and now - last_log >= cfg.training.log_every_s:
+                log_now = main and now - last_log >= cfg.training.log_every_s
+                if log_now or len(pending) >= 100:
+                    flush()
+                if log_now:
                     rate = (iteration - log_it) / max(now - last_log, 1e-9)
                     recent = float(np.mean(losses[-(iteration - log_it) :]))
                     frac = progress_fraction(iteration, elapsed)
@@ -695,6 +701,11 @@ def _train(
                         elapsed_s=elapsed,
                     )
                     logger.scalars(iteration, {"train/loss": recent, "train/lr": lr})
+                    if bar is not None:
+                        postfix = {"loss": f"{recent:.4f}", "lr": f"{lr:.2e}"}
+                        if budget is not None:
+                            postfix["left"] = _clock(max(0.0, budget - elapsed))
+                        bar.set_postfix(postfix, refresh=False)
                     if say is not None and bar is None:
                         say(
                             f"train  it {iteration:6d}  loss {recent:.4f}  {rate:.2f} it/s  "
@@ -707,6 +718,7 @@ def _train(
                 elif now - last_ckpt >= s.checkpoint_every_s:
                     save_last(iteration, elapsed)
                     last_ckpt = time.perf_counter()
+            flush()
             stats = loader.stats() if hasattr(loader, "stats") else {}
             logger.event(
                 "loader", **{k: v for k, v in stats.items() if isinstance(v, (int, float))}
@@ -715,6 +727,7 @@ def _train(
             if say is not None and main and isinstance(wait, float) and math.isfinite(wait):
                 say(f"loader: the training loop waited for data {100 * wait:.0f}% of the time")
     except KeyboardInterrupt:
+        flush()
         elapsed = elapsed0 + time.perf_counter() - t0
         if bar is not None:
             bar.close()
