@@ -89,6 +89,10 @@ def test_precedence_defaults_plan_file_overrides(tmp_path: Path) -> None:
     assert load_config(None, SimpleNamespace(attrs={}, url="x")).data.batch_size == 2
 
 
+def test_augmentation_null_means_none() -> None:
+    assert load_config(overrides={"data.augmentation": None}).data.augmentation == "none"
+
+
 def test_round_trip_through_yaml(tmp_path: Path) -> None:
     cfg = load_config(overrides={"data.augmentation": [{"name": "flip", "p": 0.5}]})
     (tmp_path / "out.yaml").write_text(cfg.to_yaml())

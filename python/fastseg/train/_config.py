@@ -308,6 +308,8 @@ def _strides(key: str, v: Any) -> list[list[int]]:
 
 
 def _augmentation(key: str, v: Any) -> str | list[dict[str, Any]]:
+    if v is None or v is False:
+        return "none"
     if v in ("default", "none"):
         return str(v)
     if isinstance(v, (list, tuple)) and all(isinstance(s, Mapping) and "name" in s for s in v):
