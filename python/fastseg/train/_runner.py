@@ -461,6 +461,8 @@ def _train(
     dist.barrier()
 
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     loss_fn = _loss(cfg).to(device)
     base_lr = cfg.learning_rate
     optimizer = make_optimizer(
