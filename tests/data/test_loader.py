@@ -107,6 +107,7 @@ def test_padding_matches_numpy_reference(small_store: Path, cache_mb: float) -> 
         small_store, patch_size=patch, batch_size=3, workers=0, batches=4, cache_mb=cache_mb
     ) as loader:
         assert loader._maker.cache.enabled == (cache_mb > 0)
+        assert loader.spec.label_dtype == "uint8"  # uint8 label maps travel as uint8
         for batch in loader:
             _, regions = loader.plan(batch.index)
             assert batch.image.shape == (3, 1, *patch) and batch.label.shape == (3, *patch)

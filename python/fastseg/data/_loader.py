@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fastseg.data._produce import BatchMaker, BatchSpec, make_pipeline
+from fastseg.data._produce import BatchMaker, BatchSpec, make_pipeline, slot_label_dtype
 from fastseg.data._sampler import int3, shard_cases
 from fastseg.data._worker import ring_bytes, slot_views, worker_main
 from fastseg.errors import FastsegError, InputError
@@ -121,7 +121,11 @@ class _DeviceCopier:
     CUDA stream whose event the consumer's current stream waits on (no host sync)."""
 
     def __init__(
-        self, device: Any, spec_shapes: tuple[tuple[int, ...], tuple[int, ...]], pin: bool
+        self,
+        device: Any,
+        spec_shapes: tuple[tuple[int, ...], tuple[int, ...]],
+        pin: bool,
+        label_dtype: str = "int64",
     ) -> None:
         import torch
 
@@ -131,7 +135,9 @@ class _DeviceCopier:
         self.host = [
             (
                 torch.empty(img_shape, dtype=torch.float32, pin_memory=pin),
-                torch.empty(lab_shape, dtype=torch.int64, pin_memory=pin),
+                torch.from_numpy(np.empty(lab_shape, dtype=label_dtype)).pin_memory()
+                if pin
+                else torch.from_numpy(np.empty(lab_shape, dtype=label_dtype)),
             )
             for _ in range(2)
         ]
@@ -157,7 +163,7 @@ class _DeviceCopier:
         consumer.wait_event(event)
         d_img.record_stream(consumer)
         d_lab.record_stream(consumer)
-        return d_img, d_lab
+        return d_img, d_lab.long()  # widened on the device, on the consumer's stream
 
 
 class PatchLoader:
@@ -301,6 +307,7 @@ class PatchLoader:
             augmentation=config,
             augment_here=augment_device == "cpu",
             cache_bytes=int(cache_mb * 2**20),
+            label_dtype=slot_label_dtype(store, mine),
         )
         # Validates oversample_foreground, the cases and the shapes once, here.
         self._maker = BatchMaker(self.spec, store)
@@ -394,7 +401,7 @@ class PatchLoader:
         k = self._k
         if self.workers == 0:
             image = np.empty(self.spec.image_shape, dtype=np.float32)
-            label = np.empty(self.spec.label_shape, dtype=np.int64)
+            label = np.empty(self.spec.label_shape, dtype=self.spec.label_dtype)
             t0 = time.perf_counter()
             try:
                 cases, timings = self._maker.make(k, image, label)
@@ -457,12 +464,15 @@ class PatchLoader:
         if self.device.type == "cuda":
             if self._copier is None:
                 self._copier = _DeviceCopier(
-                    self.device, (self.spec.image_shape, self.spec.label_shape), self.pin_memory
+                    self.device,
+                    (self.spec.image_shape, self.spec.label_shape),
+                    self.pin_memory,
+                    self.spec.label_dtype,
                 )
             img_t, lab_t = self._copier(image, label)
         else:
             img_t = torch.from_numpy(np.array(image, dtype=np.float32))
-            lab_t = torch.from_numpy(np.array(label, dtype=np.int64))
+            lab_t = torch.from_numpy(label).to(torch.int64)  # a copy: the slot is reused
             if self.pin_memory:
                 img_t, lab_t = img_t.pin_memory(), lab_t.pin_memory()
         timings["copy_s"] = time.perf_counter() - t0

@@ -19,19 +19,20 @@ from fastseg.data._produce import BatchMaker, BatchSpec
 
 def slot_views(buf: Any, spec: BatchSpec, slots: int) -> tuple[np.ndarray, np.ndarray]:
     """The ring's arrays over one shared buffer: images ``(slots, N, C, z, y, x)`` float32 and
-    labels ``(slots, N, z, y, x)`` int64."""
+    labels ``(slots, N, z, y, x)`` of ``spec.label_dtype``."""
     img_shape = (slots, *spec.image_shape)
     lab_shape = (slots, *spec.label_shape)
     img_bytes = int(np.prod(img_shape)) * 4
     images = np.ndarray(img_shape, dtype=np.float32, buffer=buf, offset=0)
-    labels = np.ndarray(lab_shape, dtype=np.int64, buffer=buf, offset=_align(img_bytes))
+    labels = np.ndarray(lab_shape, dtype=spec.label_dtype, buffer=buf, offset=_align(img_bytes))
     return images, labels
 
 
 def ring_bytes(spec: BatchSpec, slots: int) -> int:
     """Bytes of shared memory a ring of ``slots`` batches takes."""
     img_bytes = int(np.prod((slots, *spec.image_shape))) * 4
-    return _align(img_bytes) + int(np.prod((slots, *spec.label_shape))) * 8
+    itemsize = np.dtype(spec.label_dtype).itemsize
+    return _align(img_bytes) + int(np.prod((slots, *spec.label_shape))) * itemsize
 
 
 def _align(n: int) -> int:
