@@ -5,6 +5,11 @@ elastic evaluation and too large for it (x grid > 13), every label dtype through
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from augment_reference import coordinates, sample_linear, sample_nearest
@@ -129,3 +134,44 @@ def test_separable_elastic_matches_the_direct_sum(
     got, _ = run(sp, image, None, out, border="edge")
     coords = coordinates(sp, src, out, (1.0, 1.2, 0.9))
     np.testing.assert_allclose(got[0], np.clip(coords[2], 0, 59), atol=2e-4)
+
+
+_NARROW_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {here!r})
+from test_spatial_rows import case
+image, label = case()
+np.save({out!r} + "_image.npy", image)
+np.save({out!r} + "_label.npy", label)
+"""
+
+
+def case() -> tuple[np.ndarray, np.ndarray]:
+    """One fixed long-row case with both elastic paths (x grid 5 and 20), for the SIMD-cap test."""
+    rng = np.random.default_rng(5)
+    src, out = (8, 9, 50), (4, 5, 45)
+    image = rng.uniform(-1.0, 1.0, (2, *src)).astype(np.float32)
+    label = rng.integers(0, 5, src).astype(np.uint8)
+    images, labels = [], []
+    for grid in ((3, 3, 5), (3, 3, 20)):
+        got, got_label = run(params(grid, seed=3), image, label, out, border_value=0.5)
+        assert got_label is not None
+        images.append(got)
+        labels.append(got_label)
+    return np.stack(images), np.stack(labels)
+
+
+@pytest.mark.parametrize("cap", ["avx2", "base"])
+def test_narrower_simd_paths_agree(cap: str, tmp_path: Path) -> None:
+    # FASTSEG_AUGMENT_SIMD caps the hand-written kernels (read once per process): the AVX2 and
+    # baseline paths, run in a child process, give this process's result up to float rounding.
+    out = str(tmp_path / cap)
+    script = _NARROW_SCRIPT.format(here=str(Path(__file__).resolve().parent), out=out)
+    env = {**os.environ, "FASTSEG_AUGMENT_SIMD": cap}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    image, label = case()
+    np.testing.assert_allclose(np.load(out + "_image.npy"), image, atol=1e-4)
+    other = np.load(out + "_label.npy")
+    assert other.dtype == label.dtype and other.shape == label.shape
+    assert np.mean(other != label) < 0.01

@@ -26,6 +26,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -141,12 +143,21 @@ void row_linear_gather_base(const float* __restrict src, const int32_t* __restri
 #ifdef FASTSEG_X86_GATHER
 enum SimdLevel { SIMD_BASE = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 };
 
+// The widest hand-written kernels the CPU runs; FASTSEG_AUGMENT_SIMD=avx2 or =base caps it (tests of
+// the narrower paths on a wider machine; the compiler's target_clones still pick by the CPU).
 SimdLevel simd_level() {
   static const SimdLevel level = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SIMD_AVX2;
-    return SIMD_BASE;
+    SimdLevel cpu = SIMD_BASE;
+    if (__builtin_cpu_supports("avx512f")) {
+      cpu = SIMD_AVX512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      cpu = SIMD_AVX2;
+    }
+    const char* cap = std::getenv("FASTSEG_AUGMENT_SIMD");
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0) return std::min(cpu, SIMD_AVX2);
+    if (cap != nullptr && std::strcmp(cap, "base") == 0) return SIMD_BASE;
+    return cpu;
   }();
   return level;
 }
