@@ -7,6 +7,17 @@ peers run affine + elastic alone (trilinear image, nearest label, as fastseg). P
 (median) and the ratio to each peer; the issue asks for >= 20x against the fastest peer.
 
 Usage: python benchmarks/bench_augment.py [--repeats 10] [--peer-repeats 3] [--threads N]
+
+Measured 2026-11-27 on the 2-core x86-64 (AVX-512) dev machine, shared, load average 3-5 (so every
+library ran slower than on a quiet machine; compare the ratios of one run, not figures across runs):
+  --threads 2 --repeats 30 --peer-repeats 3: fastseg 39.0 ms, MONAI 1191 ms (x30.6), batchgenerators
+    2053 ms (x52.7), TorchIO 3066 ms (x78.7); another run 41.7 ms vs MONAI 1654 ms (x39.7).
+  --threads 1 --repeats 30 --peer-repeats 2: fastseg 44.3 ms, MONAI 1880 ms (x42.4).
+  fastseg alone, previous vs current kernels alternated in the same minutes: 1 thread 43-69 ms ->
+    34-53 ms, 2 threads 43-79 ms -> 24-44 ms (best of each: 43.0 -> 34.0 and 43.1 -> 24.2 ms).
+Where one sample's time goes (1 thread, CPU time): spatial pass (affine + elastic + flip, image and
+label) ~13-18 ms (was ~28), blur ~5 (was ~10), noise ~4.5, gamma ~4.5-6, low resolution ~2.5-3.5
+(was ~5), bias field ~2, contrast ~1-2, brightness ~0.5, Python (drawing, maps) ~1.5.
 """
 
 from __future__ import annotations
