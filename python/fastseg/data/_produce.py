@@ -183,37 +183,39 @@ class BatchMaker:
         self._filled = False
         self.current_case: str | None = None
 
-    def _augment(
-        self, image: np.ndarray, label: np.ndarray, params: Any, spacing: Sequence[float]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``pipeline.apply`` on one sample; a sample whose drawn spatial part is only flips
-        (no rotation, scaling, translation or elastic field: most samples with nnU-Net's
-        probabilities) is cut and flipped with NumPy instead of resampled (the resampling
-        would read exactly those voxels), then gets the intensity steps."""
+    @staticmethod
+    def _flips_only(params: Any) -> bool:
+        """Whether a sample's drawn spatial part is only flips (no rotation, scaling,
+        translation or elastic field: most samples with nnU-Net's probabilities)."""
         sp = params.spatial
-        if not (
+        return bool(
             sp.rotation == (0.0, 0.0, 0.0)
             and sp.scale == (1.0, 1.0, 1.0)
             and sp.translation == (0.0, 0.0, 0.0)
             and sp.elastic is None
-        ):
-            out: tuple[np.ndarray, np.ndarray] = self.pipeline.apply(
-                image, label, params, spacing=spacing
-            )
-            return out
-        from fastseg.augment._config import SPATIAL_STEPS
-        from fastseg.augment._pipeline import _run_intensity
+        )
 
+    def _cut_and_flip(
+        self, image: np.ndarray, label: np.ndarray, params: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The patch a flips-only resampling would produce, cut with NumPy: exactly the voxels
+        the resampling reads (centre of the region, mirrored about the patch centre)."""
         crop = centre_crop(self.spec.margin, self.spec.patch_size)
         img, lab = image[(slice(None), *crop)], label[crop]
         for axis in range(3):
-            if sp.flip[axis]:
+            if params.spatial.flip[axis]:
                 img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
-        batch = np.ascontiguousarray(img[None], dtype=np.float32)
+        return img, lab
+
+    def _intensity(self, batch: np.ndarray, params: Sequence[Any]) -> None:
+        """The pipeline's intensity steps, in order, in place on ``batch`` (n, C, z, y, x)
+        float32 with one drawn parameter set per sample (as ``Pipeline.apply`` runs them)."""
+        from fastseg.augment._config import SPATIAL_STEPS
+        from fastseg.augment._pipeline import _run_intensity
+
         steps = [s for s in self.pipeline.steps if s["name"] not in SPATIAL_STEPS]
         for k, step in enumerate(steps):
-            _run_intensity(batch, step, [params.intensity[k]])
-        return batch[0], np.ascontiguousarray(lab)
+            _run_intensity(batch, step, [p.intensity[k] for p in params])
 
     def plan(
         self, k: int
@@ -244,6 +246,7 @@ class BatchMaker:
             )
         crop = centre_crop(spec.margin, spec.patch_size)
         cases = []
+        fast: list[int] = []  # flips-only samples: cut here, intensity steps for all at once
         for i, (case_id, start, size) in enumerate(regions):
             self.current_case = case_id
             case = self.store[case_id]
@@ -253,8 +256,11 @@ class BatchMaker:
             read_s += t1 - t0
             if label is None:
                 raise InputError(f"cases: case {case_id!r} has no label map; training needs one")
-            if params is not None:
-                image, label = self._augment(image, label, params[i], case.spacing)
+            if params is not None and self._flips_only(params[i]):
+                image, label = self._cut_and_flip(image, label, params[i])
+                fast.append(i)
+            elif params is not None:
+                image, label = self.pipeline.apply(image, label, params[i], spacing=case.spacing)
                 t2 = time.perf_counter()
                 augment_s += t2 - t1
                 t1 = t2
@@ -264,5 +270,15 @@ class BatchMaker:
             label_out[i] = label
             assemble_s += time.perf_counter() - t1
             cases.append(case_id)
+        if fast and params is not None:
+            self.current_case = None
+            t0 = time.perf_counter()
+            if len(fast) == spec.batch_size and image_out.flags.c_contiguous:
+                self._intensity(image_out, params)
+            else:
+                sub = np.ascontiguousarray(image_out[fast])
+                self._intensity(sub, [params[i] for i in fast])
+                image_out[fast] = sub
+            augment_s += time.perf_counter() - t0
         self.current_case = None
         return cases, {"read_s": read_s, "assemble_s": assemble_s, "augment_s": augment_s}
