@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while idle starve the loader's worker processes (and everything
+    # else) on a machine with few cores; this must be set before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

