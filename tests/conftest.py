@@ -1,9 +1,15 @@
-"""Shared fixtures: the real data in ../shared/data, CUDA availability, hypothesis profile."""
+"""Shared fixtures: the real data in ../shared/data, MSD-layout dataset writers, CUDA
+availability, hypothesis profile (the suite runs with --import-mode=importlib, so per-folder
+conftests use these helpers through fixtures)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Busy-waiting OpenMP threads (torch's and _core's) slow each other down on a shared 2-core
 # machine; set before torch or _core load libgomp.
@@ -11,6 +17,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from fastseg.io import Volume
 
 settings.register_profile(
     "fastseg", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
@@ -28,6 +37,64 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (set FASTSEG_SHARED_DATA)")
     return SHARED_DATA
+
+
+def _write_msd(
+    root: Path,
+    cases: dict[str, tuple[Volume, Volume]],
+    name: str = "ds",
+    modality: str = "CT",
+    labels: dict[int, str] | None = None,
+) -> Path:
+    from fastseg.io import write
+
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    labels = labels or {0: "background", 1: "organ", 2: "bone"}
+    doc = {
+        "name": name,
+        "modality": {"0": modality},
+        "labels": {str(k): v for k, v in labels.items()},
+        "numTraining": len(cases),
+    }
+    (root / "dataset.json").write_text(json.dumps(doc))
+    for case_id, (image, label) in cases.items():
+        write(image, root / "imagesTr" / f"{case_id}_0000.nii.gz")
+        write(label, root / "labelsTr" / f"{case_id}.nii.gz")
+    return root
+
+
+@pytest.fixture(scope="session")
+def write_msd() -> Callable[..., Path]:
+    """``write_msd(root, cases, name="ds", modality="CT", labels={0: "background", 1: "organ",
+    2: "bone"})`` writes a one-channel MSD folder at ``root`` (``dataset.json``,
+    ``imagesTr/<id>_0000.nii.gz``, ``labelsTr/<id>.nii.gz``) and returns ``root``; ``cases`` maps
+    case id to ``(image Volume, label Volume)``."""
+    return _write_msd
+
+
+@pytest.fixture(scope="session")
+def hippocampus_msd(shared_data: Path) -> Callable[[Path, int], Path]:
+    """``hippocampus_msd(root, n)`` copies the first ``n`` hippocampus cases (sorted ids) into an
+    MSD folder at ``root`` (its ``dataset.json`` lists just them) and returns ``root``."""
+    src = shared_data / "hippocampus"
+
+    def copy(root: Path, n: int) -> Path:
+        (root / "imagesTr").mkdir(parents=True)
+        (root / "labelsTr").mkdir()
+        names = sorted(p.name for p in (src / "imagesTr").glob("*.nii.gz"))[:n]
+        for name in names:
+            shutil.copy(src / "imagesTr" / name, root / "imagesTr" / name)
+            shutil.copy(src / "labelsTr" / name, root / "labelsTr" / name)
+        doc = json.loads((src / "dataset.json").read_text())
+        doc["training"] = [
+            {"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"} for name in names
+        ]
+        doc["numTraining"] = len(names)
+        (root / "dataset.json").write_text(json.dumps(doc))
+        return root
+
+    return copy
 
 
 def cuda_available() -> bool:

@@ -1,16 +1,16 @@
 """Fixtures for the loader tests: a small synthetic store (converted once per session) and a
-6-case hippocampus store (the suite runs with --import-mode=importlib, so helpers are fixtures)."""
+6-case hippocampus store (the suite runs with --import-mode=importlib, so helpers are fixtures;
+the MSD writers are tests/conftest.py's)."""
 
 from __future__ import annotations
 
-import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastseg.io import Volume, write
+from fastseg.io import Volume
 
 SHAPES = [(10, 24, 20), (14, 20, 22), (12, 26, 18), (9, 22, 24), (13, 18, 20)]
 
@@ -34,26 +34,17 @@ def _case(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 @pytest.fixture(scope="session")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_store(tmp_path_factory: pytest.TempPathFactory, write_msd: Callable[..., Path]) -> Path:
     """Five synthetic 1 mm RAS cases (shapes ``SHAPES``, smaller than typical patches in some
     axes) converted to a store."""
     from fastseg.store import convert
 
-    root = tmp_path_factory.mktemp("msd") / "ds"
-    (root / "imagesTr").mkdir(parents=True)
-    (root / "labelsTr").mkdir()
-    doc = {
-        "name": "ds",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", "1": "organ", "2": "bone"},
-        "numTraining": len(SHAPES),
-    }
-    (root / "dataset.json").write_text(json.dumps(doc))
+    cases = {}
     for i, shape in enumerate(SHAPES):
         image, label = _case(shape, i)
         vol = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
-        write(vol, root / "imagesTr" / f"case_{i:03d}_0000.nii.gz")
-        write(vol.with_array(label), root / "labelsTr" / f"case_{i:03d}.nii.gz")
+        cases[f"case_{i:03d}"] = (vol, vol.with_array(label))
+    root = write_msd(tmp_path_factory.mktemp("msd") / "ds", cases)
     dst = tmp_path_factory.mktemp("stores") / "small.zarr"
     report = convert(root, dst, workers=1, progress=False)
     assert report.ok, report.failed
@@ -61,21 +52,13 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hippo_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hippo_store(
+    hippocampus_msd: Callable[[Path, int], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The first 6 hippocampus cases (sorted ids) converted to a store."""
     from fastseg.store import convert
 
-    src = shared_data / "hippocampus"
-    root = tmp_path_factory.mktemp("hippo6")
-    (root / "imagesTr").mkdir()
-    (root / "labelsTr").mkdir()
-    names = sorted(p.name for p in (src / "imagesTr").glob("*.nii.gz"))[:6]
-    for name in names:
-        shutil.copy(src / "imagesTr" / name, root / "imagesTr" / name)
-        shutil.copy(src / "labelsTr" / name, root / "labelsTr" / name)
-    doc = json.loads((src / "dataset.json").read_text())
-    doc["training"] = [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names]
-    (root / "dataset.json").write_text(json.dumps(doc))
+    root = hippocampus_msd(tmp_path_factory.mktemp("hippo6"), 6)
     dst = tmp_path_factory.mktemp("stores") / "hippo6.zarr"
     report = convert(root, dst, workers=1, progress=False)
     assert report.ok, report.failed

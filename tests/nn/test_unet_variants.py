@@ -68,6 +68,7 @@ def test_3d_anisotropic_strides_and_defaults() -> None:
         assert model(torch.randn(1, 1, 3, 9, 6)).shape == (1, 2, 3, 9, 6)
     assert UNet().widths == (32, 64, 128, 256)
     assert UNet3D().widths == (16, 32, 64, 128)
+    assert UNet2D().widths == (32, 64, 128, 256)
 
 
 def test_unet3d_keeps_its_state_dict_keys() -> None:

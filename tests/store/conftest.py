@@ -4,15 +4,13 @@ modules share helpers through fixtures only)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastseg.io import Volume, write
+from fastseg.io import Volume
 
 LPS = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])  # columns z->S, y->P, x->L
 
@@ -40,7 +38,7 @@ def ct_like(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndar
 
 
 @pytest.fixture
-def make_msd(tmp_path: Path) -> Callable[..., Path]:
+def make_msd(tmp_path: Path, write_msd: Callable[..., Path]) -> Callable[..., Path]:
     """``make_msd(cases, channel="CT", labels={0: "background", ...})`` writes an MSD folder;
     ``cases`` maps case id to ``(image Volume, label Volume)``."""
 
@@ -50,21 +48,7 @@ def make_msd(tmp_path: Path) -> Callable[..., Path]:
         labels: dict[int, str] | None = None,
         name: str = "ds",
     ) -> Path:
-        root = tmp_path / name
-        (root / "imagesTr").mkdir(parents=True)
-        (root / "labelsTr").mkdir()
-        labels = labels or {0: "background", 1: "organ", 2: "bone"}
-        doc = {
-            "name": name,
-            "modality": {"0": channel},
-            "labels": {str(k): v for k, v in labels.items()},
-            "numTraining": len(cases),
-        }
-        (root / "dataset.json").write_text(json.dumps(doc))
-        for case_id, (image, label) in cases.items():
-            write(image, root / "imagesTr" / f"{case_id}_0000.nii.gz")
-            write(label, root / "labelsTr" / f"{case_id}.nii.gz")
-        return root
+        return write_msd(tmp_path / name, cases, name=name, modality=channel, labels=labels)
 
     return make
 
@@ -92,20 +76,11 @@ def ct_cases() -> Callable[..., dict[str, tuple[Volume, Volume]]]:
 
 
 @pytest.fixture(scope="session")
-def hippo6(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hippo6(
+    hippocampus_msd: Callable[[Path, int], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The first 6 hippocampus cases (sorted ids) in MSD layout."""
-    src = shared_data / "hippocampus"
-    root = tmp_path_factory.mktemp("hippo6")
-    (root / "imagesTr").mkdir()
-    (root / "labelsTr").mkdir()
-    names = sorted(p.name for p in (src / "imagesTr").glob("*.nii.gz"))[:6]
-    for name in names:
-        shutil.copy(src / "imagesTr" / name, root / "imagesTr" / name)
-        shutil.copy(src / "labelsTr" / name, root / "labelsTr" / name)
-    doc = json.loads((src / "dataset.json").read_text())
-    doc["training"] = [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names]
-    (root / "dataset.json").write_text(json.dumps(doc))
-    return root
+    return hippocampus_msd(tmp_path_factory.mktemp("hippo6"), 6)
 
 
 @pytest.fixture(scope="session")

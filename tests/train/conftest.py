@@ -3,8 +3,6 @@ training configuration, and a few hippocampus cases in MSD layout."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastseg.io import Volume, write
+from fastseg.io import Volume
 
 
 def blob_case(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,31 +27,32 @@ def blob_case(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.nd
     return image.astype(np.float32), label
 
 
-def write_msd(root: Path, n: int, shape: tuple[int, int, int] = (10, 24, 20)) -> Path:
-    (root / "imagesTr").mkdir(parents=True)
-    (root / "labelsTr").mkdir()
-    doc = {
-        "name": "blobs",
-        "modality": {"0": "MRI"},
-        "labels": {"0": "background", "1": "big", "2": "small"},
-        "numTraining": n,
-    }
-    (root / "dataset.json").write_text(json.dumps(doc))
+def blob_cases(
+    n: int, shape: tuple[int, int, int] = (10, 24, 20)
+) -> dict[str, tuple[Volume, Volume]]:
+    """``n`` :func:`blob_case` cases (1 mm, shapes about ``shape``) as ``{id: (image, label)}``
+    Volumes."""
+    cases = {}
     for i in range(n):
         s = (shape[0] + i % 2, shape[1], shape[2] + i % 3)
         image, label = blob_case(s, seed=i)
         vol = Volume(image, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
-        write(vol, root / "imagesTr" / f"blob_{i:03d}_0000.nii.gz")
-        write(vol.with_array(label), root / "labelsTr" / f"blob_{i:03d}.nii.gz")
-    return root
+        cases[f"blob_{i:03d}"] = (vol, vol.with_array(label))
+    return cases
 
 
 @pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_store(tmp_path_factory: pytest.TempPathFactory, write_msd: Callable[..., Path]) -> Path:
     """5 synthetic cases (about 10 x 24 x 20 voxels, 1 mm, labels 1 and 2) as a store."""
     from fastseg.store import convert
 
-    src = write_msd(tmp_path_factory.mktemp("blobs_msd"), 5)
+    src = write_msd(
+        tmp_path_factory.mktemp("blobs_msd"),
+        blob_cases(5),
+        name="blobs",
+        modality="MRI",
+        labels={0: "background", 1: "big", 2: "small"},
+    )
     dst = tmp_path_factory.mktemp("stores") / "blobs.zarr"
     report = convert(src, dst, workers=1, progress=False)
     assert report.ok, report.failed
@@ -88,18 +87,8 @@ def tiny_overrides() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def hippo_msd(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hippo_msd(
+    hippocampus_msd: Callable[[Path, int], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The first 10 hippocampus cases (sorted ids) in MSD layout."""
-    src = shared_data / "hippocampus"
-    root = tmp_path_factory.mktemp("hippo10")
-    (root / "imagesTr").mkdir()
-    (root / "labelsTr").mkdir()
-    names = sorted(p.name for p in (src / "imagesTr").glob("*.nii.gz"))[:10]
-    for name in names:
-        shutil.copy(src / "imagesTr" / name, root / "imagesTr" / name)
-        shutil.copy(src / "labelsTr" / name, root / "labelsTr" / name)
-    doc = json.loads((src / "dataset.json").read_text())
-    doc["training"] = [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names]
-    doc["numTraining"] = len(names)
-    (root / "dataset.json").write_text(json.dumps(doc))
-    return root
+    return hippocampus_msd(tmp_path_factory.mktemp("hippo10"), 10)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fastseg.data._loader import Batch, PatchLoader, WorkerError, _check_int
+from fastseg.data._arguments import check_int, check_rank, rank_cases, torch_device
+from fastseg.data._loader import Batch, BatchStream, PatchLoader, WorkerError
 from fastseg.data._produce import BatchMaker, BatchSpec
-from fastseg.data._sampler import int3, shard_cases
+from fastseg.data._sampler import int3
 from fastseg.errors import InputError
 
 
@@ -221,7 +222,7 @@ def _close_pipeline(pipe: Any) -> None:
     pipe._shutdown()
 
 
-class DaliPatchLoader:
+class DaliPatchLoader(BatchStream):
     """Training batches from a store through a DALI pipeline; the same :class:`Batch` objects as
     :class:`fastseg.data.PatchLoader` (``image`` float32 ``(N, C, z, y, x)``, ``label`` int64
     ``(N, z, y, x)`` torch tensors on ``device``).
@@ -264,48 +265,27 @@ class DaliPatchLoader:
         store = store_or_url if isinstance(store_or_url, Store) else Store.open(store_or_url)
         patch = int3(patch_size, "patch_size", 1)
         margin3 = int3(margin, "margin", 0)
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
-        self.workers = _check_int(workers, "workers", 0)
-        self.seed = _check_int(seed, "seed", 0)
-        threads = _check_int(threads, "threads", 1)
-        prefetch = _check_int(prefetch, "prefetch", 1)
-        self.world_size = _check_int(world_size, "world_size", 1)
-        self.rank = _check_int(rank, "rank", 0)
-        if self.rank >= self.world_size:
-            raise InputError(f"rank: expected 0 <= rank < world_size={world_size}, got {rank}")
-        self.batches = None if batches is None else _check_int(batches, "batches", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.workers = check_int(workers, "workers", 0)
+        self.seed = check_int(seed, "seed", 0)
+        threads = check_int(threads, "threads", 1)
+        prefetch = check_int(prefetch, "prefetch", 1)
+        self.rank, self.world_size = check_rank(rank, world_size)
+        self.batches = None if batches is None else check_int(batches, "batches", 1)
         import torch
 
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"device: not a torch device: {device!r} ({exc})") from exc
+        self.device = torch_device(device)
         if self.device.type not in ("cpu", "cuda"):
             raise InputError(f"device: expected a CPU or CUDA device, got {device!r}")
         self.augmentation = _resolve(augmentation)
-        all_cases = list(store.cases) if cases is None else list(cases)
-        if cases is not None and (
-            isinstance(cases, str) or not all(isinstance(c, str) for c in all_cases)
-        ):
-            raise InputError(f"cases: expected a list of case ids, got {cases!r}")
-        if not all_cases:
-            raise InputError("cases: expected at least one case, got none")
-        missing = [c for c in all_cases if c not in store]
-        if missing:
-            raise InputError(f"cases: not in the store {store.url}: {missing[:5]}")
-        mine = shard_cases(all_cases, self.rank, self.world_size)
-        channels = {store[c].channels for c in mine}
-        if len(channels) != 1:
-            raise InputError(
-                f"cases: expected one channel count across cases, got {sorted(channels)}"
-            )
+        mine, channels = rank_cases(store, cases, self.rank, self.world_size)
         self.spec = BatchSpec(
             url=str(store.url),
             cases=tuple(mine),
             patch_size=patch,
             margin=margin3,
             batch_size=self.batch_size,
-            channels=channels.pop(),
+            channels=channels,
             oversample_foreground=oversample_foreground,
             seed=self.seed,
             rank=self.rank,
@@ -348,12 +328,6 @@ class DaliPatchLoader:
             self._closed = True
             _close_pipeline(self._pipe)
 
-    def __enter__(self) -> DaliPatchLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __del__(self) -> None:
         if hasattr(self, "_closed"):
             self.close()
@@ -365,17 +339,6 @@ class DaliPatchLoader:
         if pool is None or self._closed:
             return []
         return list(pool.pids())
-
-    def __iter__(self) -> Iterator[Batch]:
-        count = 0
-        while self.batches is None or count < self.batches:
-            yield self.next_batch()
-            count += 1
-
-    def __len__(self) -> int:
-        if self.batches is None:
-            raise TypeError("an endless DaliPatchLoader (batches=None) has no length")
-        return self.batches
 
     def next_batch(self) -> Batch:
         """Batch k (k = 0, 1, 2, ... in order across loops)."""

@@ -13,12 +13,13 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from fastseg.data._arguments import check_int, check_rank, rank_cases, torch_device
 from fastseg.data._produce import BatchMaker, BatchSpec, make_pipeline, slot_label_dtype
-from fastseg.data._sampler import int3, shard_cases
+from fastseg.data._sampler import int3
 from fastseg.data._worker import ring_bytes, slot_views, worker_main
 from fastseg.errors import FastsegError, InputError
 
@@ -42,12 +43,6 @@ class Batch:
     cases: list[str]
     index: int
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise InputError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _resolve_augmentation(augmentation: Any, patch: tuple[int, int, int]) -> dict[str, Any] | None:
@@ -166,7 +161,40 @@ class _DeviceCopier:
         return d_img, d_lab.long()  # widened on the device, on the consumer's stream
 
 
-class PatchLoader:
+_Stream = TypeVar("_Stream", bound="BatchStream")
+
+
+class BatchStream:
+    """What the loaders share: ``batches`` batches from :meth:`next_batch` in order (endless
+    when None) as an iterator, and a context manager that closes the loader on exit."""
+
+    batches: int | None
+
+    def next_batch(self) -> Batch:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Stream) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        count = 0
+        while self.batches is None or count < self.batches:
+            yield self.next_batch()
+            count += 1
+
+    def __len__(self) -> int:
+        if self.batches is None:
+            raise TypeError(f"an endless {type(self).__name__} (batches=None) has no length")
+        return self.batches
+
+
+class PatchLoader(BatchStream):
     """Endless (or ``batches`` per iteration) stream of augmented training batches from a store.
 
     Parameters
@@ -236,21 +264,15 @@ class PatchLoader:
 
         store = store_or_url if isinstance(store_or_url, Store) else Store.open(store_or_url)
         patch = int3(patch_size, "patch_size", 1)
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
-        self.workers = _check_int(workers, "workers", 0)
-        self.prefetch = _check_int(prefetch, "prefetch", 1)
-        self.seed = _check_int(seed, "seed", 0)
-        self.world_size = _check_int(world_size, "world_size", 1)
-        self.rank = _check_int(rank, "rank", 0)
-        if self.rank >= self.world_size:
-            raise InputError(f"rank: expected 0 <= rank < world_size={world_size}, got {rank}")
-        self.batches = None if batches is None else _check_int(batches, "batches", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.workers = check_int(workers, "workers", 0)
+        self.prefetch = check_int(prefetch, "prefetch", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.rank, self.world_size = check_rank(rank, world_size)
+        self.batches = None if batches is None else check_int(batches, "batches", 1)
         if augment_device not in ("cpu", "cuda"):
             raise InputError(f"augment_device: expected 'cpu' or 'cuda', got {augment_device!r}")
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"device: not a torch device: {device!r} ({exc})") from exc
+        self.device = torch_device(device)
         cuda_ok = torch.cuda.is_available()
         if self.device.type == "cuda" and not cuda_ok:
             raise InputError(f"device: {device!r} asked for, but torch sees no CUDA device")
@@ -271,22 +293,7 @@ class PatchLoader:
             )
         self.start_method = start_method
 
-        all_cases = list(store.cases) if cases is None else list(cases)
-        if cases is not None and (
-            isinstance(cases, str) or not all(isinstance(c, str) for c in all_cases)
-        ):
-            raise InputError(f"cases: expected a list of case ids, got {cases!r}")
-        if not all_cases:
-            raise InputError("cases: expected at least one case, got none")
-        missing = [c for c in all_cases if c not in store]
-        if missing:
-            raise InputError(f"cases: not in the store {store.url}: {missing[:5]}")
-        mine = shard_cases(all_cases, self.rank, self.world_size)
-        channels = {store[c].channels for c in mine}
-        if len(channels) != 1:
-            raise InputError(
-                f"cases: expected one channel count across cases, got {sorted(channels)}"
-            )
+        mine, channels = rank_cases(store, cases, self.rank, self.world_size)
 
         config = _resolve_augmentation(augmentation, patch)
         spatial = config is not None and any(s["name"] in _SPATIAL for s in config["steps"])
@@ -303,7 +310,7 @@ class PatchLoader:
             patch_size=patch,
             margin=margin3,
             batch_size=self.batch_size,
-            channels=channels.pop(),
+            channels=channels,
             oversample_foreground=oversample_foreground,
             seed=self.seed,
             rank=self.rank,
@@ -320,7 +327,7 @@ class PatchLoader:
         self._gpu_pipeline: Any = (
             make_pipeline(config) if config is not None and augment_device == "cuda" else None
         )
-        self._k = _check_int(start, "start", 0)  # next batch to deliver
+        self._k = check_int(start, "start", 0)  # next batch to deliver
         self._scheduled = self._k  # next batch to hand to a worker
         self._ready: dict[int, tuple[int, list[str], dict[str, float]]] = {}
         self._state: dict[str, Any] = {}
@@ -367,12 +374,6 @@ class PatchLoader:
         self._state = {}
         self._ready.clear()
 
-    def __enter__(self) -> PatchLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (empty before the first batch and after close)."""
@@ -384,18 +385,7 @@ class PatchLoader:
     ) -> tuple[int, list[tuple[str, tuple[int, int, int], tuple[int, int, int]]]]:
         """Batch ``k``'s augmentation seed and regions ``(case_id, start, size)`` (z, y, x): what
         any worker draws for it."""
-        return self._maker.plan(_check_int(k, "k", 0))
-
-    def __iter__(self) -> Iterator[Batch]:
-        count = 0
-        while self.batches is None or count < self.batches:
-            yield self.next_batch()
-            count += 1
-
-    def __len__(self) -> int:
-        if self.batches is None:
-            raise TypeError("an endless PatchLoader (batches=None) has no length")
-        return self.batches
+        return self._maker.plan(check_int(k, "k", 0))
 
     def next_batch(self) -> Batch:
         """Batch k (k = 0, 1, 2, ... in order across loops)."""

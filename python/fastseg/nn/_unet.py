@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -291,58 +291,50 @@ def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return x[(slice(None), slice(None), *(slice(0, n) for n in size))]
 
 
-class UNet3D(UNet):
+class _UNetOfDimensions(UNet):
+    """A :class:`UNet` of the subclass's ``_dimensions``, ``in_channels`` first; ``widths`` None
+    means the subclass's ``_default_widths``."""
+
+    _dimensions: ClassVar[int]
+    _default_widths: ClassVar[tuple[int, ...]]
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        widths: Sequence[int] | None = None,
+        strides: Sequence[Sequence[int]] | None = None,
+        norm: str = "instance",
+        negative_slope: float = 0.01,
+        residual: bool = False,
+        deep_supervision: bool = False,
+    ) -> None:
+        super().__init__(
+            self._dimensions,
+            in_channels,
+            num_classes,
+            self._default_widths if widths is None else widths,
+            strides,
+            norm,
+            residual,
+            deep_supervision,
+            negative_slope,
+        )
+
+
+class UNet3D(_UNetOfDimensions):
     """The 3D :class:`UNet` (``dimensions=3``), with ``in_channels`` first and default widths
     ``(16, 32, 64, 128)``. Maps ``(N, in_channels, z, y, x)`` to ``(N, num_classes, z, y, x)``."""
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        widths: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[Sequence[int]] | None = None,
-        norm: str = "instance",
-        negative_slope: float = 0.01,
-        residual: bool = False,
-        deep_supervision: bool = False,
-    ) -> None:
-        super().__init__(
-            3,
-            in_channels,
-            num_classes,
-            widths,
-            strides,
-            norm,
-            residual,
-            deep_supervision,
-            negative_slope,
-        )
+    _dimensions = 3
+    _default_widths = (16, 32, 64, 128)
 
 
-class UNet2D(UNet):
-    """The 2D :class:`UNet` (``dimensions=2``), with ``in_channels`` first. Maps ``(N, C, y, x)``
-    to ``(N, num_classes, y, x)`` and ``(N, C, z, y, x)`` slice by slice to
-    ``(N, num_classes, z, y, x)``; ``strides`` are pairs ``(sy, sx)``."""
+class UNet2D(_UNetOfDimensions):
+    """The 2D :class:`UNet` (``dimensions=2``), with ``in_channels`` first and default widths
+    ``(32, 64, 128, 256)``. Maps ``(N, C, y, x)`` to ``(N, num_classes, y, x)`` and
+    ``(N, C, z, y, x)`` slice by slice to ``(N, num_classes, z, y, x)``; ``strides`` are pairs
+    ``(sy, sx)``."""
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        widths: Sequence[int] = (32, 64, 128, 256),
-        strides: Sequence[Sequence[int]] | None = None,
-        norm: str = "instance",
-        negative_slope: float = 0.01,
-        residual: bool = False,
-        deep_supervision: bool = False,
-    ) -> None:
-        super().__init__(
-            2,
-            in_channels,
-            num_classes,
-            widths,
-            strides,
-            norm,
-            residual,
-            deep_supervision,
-            negative_slope,
-        )
+    _dimensions = 2
+    _default_widths = (32, 64, 128, 256)

@@ -40,44 +40,39 @@ def open_loader(
     flips and intensity augmentation when ``augmentation`` is not None)."""
     from fastseg.data import PatchLoader
 
-    if kind == "dali":
-        return _dali_loader(
-            store, cases, patch_size, batch_size, oversample_foreground, augmentation is not None,
-            workers, prefetch, seed, device, rank, world_size, start, note,
-        )  # fmt: skip
     kwargs: dict[str, Any] = {
         "cases": list(cases),
         "patch_size": tuple(patch_size),
         "batch_size": batch_size,
         "oversample_foreground": oversample_foreground,
-        "augmentation": augmentation,
-        "augment_device": augment_device,
         "workers": workers,
         "prefetch": prefetch,
-        "seed": seed,
         "device": device,
         "rank": rank,
         "world_size": world_size,
     }
-    return PatchLoader(store, **kwargs, start=start)
+    if kind == "dali":
+        return _dali_loader(store, kwargs, augmentation is not None, seed, start, note)
+    return PatchLoader(
+        store,
+        **kwargs,
+        augmentation=augmentation,
+        augment_device=augment_device,
+        seed=seed,
+        start=start,
+    )
 
 
 def _dali_loader(
     store: Any,
-    cases: Sequence[str],
-    patch_size: Sequence[int],
-    batch_size: int,
-    oversample_foreground: float,
+    kwargs: dict[str, Any],
     augmentation: bool,
-    workers: int,
-    prefetch: int,
     seed: int,
-    device: Any,
-    rank: int,
-    world_size: int,
     start: int,
     note: Callable[[str], None],
 ) -> Any:
+    """The DALI loader with ``kwargs`` (those it shares with PatchLoader); it cannot start at
+    batch ``start``, so a resumed run draws from a seed derived from ``(seed, start)``."""
     try:
         from fastseg.data._dali import DaliPatchLoader
     except ImportError as exc:  # pragma: no cover - the module ships with fastseg.data
@@ -88,17 +83,4 @@ def _dali_loader(
             "a seed derived from (seed, start)"
         )
         seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
-    return DaliPatchLoader(
-        store,
-        cases=list(cases),
-        patch_size=tuple(patch_size),
-        batch_size=batch_size,
-        oversample_foreground=oversample_foreground,
-        seed=seed,
-        device=device,
-        workers=workers,
-        augmentation=augmentation,
-        prefetch=prefetch,
-        rank=rank,
-        world_size=world_size,
-    )
+    return DaliPatchLoader(store, **kwargs, seed=seed, augmentation=augmentation)
