@@ -201,5 +201,5 @@ def test_unquoted_off_in_yaml_means_amp_off(tmp_path: Path) -> None:
     path.write_text("training:\n  amp: off\n")
     assert yaml.safe_load(path.read_text())["training"]["amp"] is False
     assert load_config(path).training.amp == "off"
-    with pytest.raises(InputError, match="training.amp"):
+    with pytest.raises(InputError, match=r"training\.amp"):
         load_config(overrides={"training.amp": True})
