@@ -4,6 +4,7 @@ order k = 0, 1, 2, ...; batch k depends on (seed, rank, k) only."""
 
 from __future__ import annotations
 
+import abc
 import math
 import multiprocessing as mp
 import queue
@@ -164,17 +165,19 @@ class _DeviceCopier:
 _Stream = TypeVar("_Stream", bound="BatchStream")
 
 
-class BatchStream:
+class BatchStream(abc.ABC):
     """What the loaders share: ``batches`` batches from :meth:`next_batch` in order (endless
     when None) as an iterator, and a context manager that closes the loader on exit."""
 
     batches: int | None
 
+    @abc.abstractmethod
     def next_batch(self) -> Batch:
-        raise NotImplementedError
+        """The next batch of the stream."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop the workers; idempotent."""
 
     def __enter__(self: _Stream) -> _Stream:
         return self

@@ -31,7 +31,6 @@ import numpy as np
 
 from fastseg.errors import FastsegError, InputError
 
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _KEEP_EXT = (".nii.gz", ".nii", ".mha", ".nrrd")
 DEFAULT_EXT = ".nii.gz"
 
@@ -83,36 +82,13 @@ def _is_store(source: str) -> bool:
 
 
 def _files_scans(files: list[Path], n_channels: int) -> tuple[list[_Scan], dict[str, str]]:
-    grouped: dict[str, dict[int, Path]] = {}
-    plain: dict[str, Path] = {}
-    for p in files:
-        stem, _ = _split_name(p.name)
-        m = _CHANNEL.match(stem)
-        if m:
-            grouped.setdefault(m["case"], {})[int(m["channel"])] = p
-        else:
-            plain[stem] = p
-    scans: list[_Scan] = []
-    problems: dict[str, str] = {}
-    images: tuple[tuple[str, int | None], ...]
-    for name in sorted(set(grouped) | set(plain)):
-        if name in grouped and name in plain:
-            problems[name] = f"both {plain[name].name} and channel files {name}_XXXX exist"
-            continue
-        if name in grouped:
-            chans = grouped[name]
-            if sorted(chans) != list(range(n_channels)):
-                problems[name] = (
-                    f"expected channel files {name}_0000..{name}_{n_channels - 1:04d} (the run "
-                    f"has {n_channels} channel(s)), found {sorted(chans)}"
-                )
-                continue
-            first = chans[0]
-            images = tuple((str(chans[k]), None) for k in range(n_channels))
-        else:
-            first = plain[name]
-            images = tuple((str(first), None if n_channels == 1 else k) for k in range(n_channels))
-        scans.append(_Scan(name, _out_ext(_split_name(first.name)[1]), images))
+    from fastseg.store._sources import group_channel_files
+
+    cases, problems = group_channel_files(files, n_channels, f"the run has {n_channels} channel(s)")
+    scans = [
+        _Scan(name, _out_ext(_split_name(Path(images[0][0]).name)[1]), images)
+        for name, images in cases.items()
+    ]
     return scans, problems
 
 

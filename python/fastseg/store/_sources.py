@@ -104,6 +104,45 @@ def _read_dataset_json(path: Path) -> dict[str, Any]:
     return doc
 
 
+def group_channel_files(
+    files: list[Path], n_channels: int, expectation: str
+) -> tuple[dict[str, tuple[tuple[str, int | None], ...]], dict[str, str]]:
+    """Group image files into cases: ``<case>_0000``, ``<case>_0001``... are the channels of one
+    case (nnU-Net naming); any other file is a case of its own (one file, or one 4D file read
+    volume by volume when ``n_channels`` > 1). Returns, per case name (sorted), the channel
+    images as ``(path, volume index or None)``, and per bad case the reason (``expectation``
+    says where ``n_channels`` comes from)."""
+    grouped: dict[str, dict[int, Path]] = {}
+    plain: dict[str, Path] = {}
+    for p in files:
+        stem = strip_suffix(p.name)
+        m = _CHANNEL.match(stem)
+        if m:
+            grouped.setdefault(m["case"], {})[int(m["channel"])] = p
+        else:
+            plain[stem] = p
+    cases: dict[str, tuple[tuple[str, int | None], ...]] = {}
+    problems: dict[str, str] = {}
+    for name in sorted(set(grouped) | set(plain)):
+        if name in grouped and name in plain:
+            problems[name] = f"both {plain[name].name} and channel files {name}_XXXX exist"
+        elif name in grouped:
+            chans = grouped[name]
+            if sorted(chans) != list(range(n_channels)):
+                problems[name] = (
+                    f"expected channel files {name}_0000..{name}_{n_channels - 1:04d} "
+                    f"({expectation}), found {sorted(chans)}"
+                )
+            else:
+                cases[name] = tuple((str(chans[k]), None) for k in range(n_channels))
+        else:
+            first = plain[name]
+            cases[name] = tuple(
+                (str(first), None if n_channels == 1 else k) for k in range(n_channels)
+            )
+    return cases, problems
+
+
 def _msd(root: Path) -> DatasetSource:
     doc = _read_dataset_json(root / "dataset.json")
     channels_raw = doc.get("channel_names", doc.get("modality", {"0": "unknown"}))
@@ -118,43 +157,16 @@ def _msd(root: Path) -> DatasetSource:
     if not images_dir.is_dir():
         raise InputError(f"{root}: dataset.json found but no imagesTr/ folder")
     files = sorted(p for p in images_dir.iterdir() if _is_image(p))
-    grouped: dict[str, dict[int, Path]] = {}
-    plain: dict[str, Path] = {}
-    for p in files:
-        stem = strip_suffix(p.name)
-        m = _CHANNEL.match(stem)
-        if m:
-            grouped.setdefault(m["case"], {})[int(m["channel"])] = p
-        else:
-            plain[stem] = p
-    problems: dict[str, str] = {}
-    cases: list[CaseSource] = []
     n = len(channel_names)
+    grouped, problems = group_channel_files(files, n, f"dataset.json names {n} channels")
+    problems = {k: f"{images_dir}: {v}" for k, v in problems.items()}
+    cases: list[CaseSource] = []
     label_files = (
         {strip_suffix(p.name): p for p in labels_dir.iterdir() if _is_image(p)}
         if labels_dir.is_dir()
         else {}
     )
-    for case_id in sorted(set(grouped) | set(plain)):
-        if case_id in grouped and case_id in plain:
-            problems[case_id] = (
-                f"{images_dir}: both {plain[case_id].name} and channel files {case_id}_XXXX exist"
-            )
-            continue
-        if case_id in grouped:
-            chans = grouped[case_id]
-            if sorted(chans) != list(range(n)):
-                problems[case_id] = (
-                    f"{images_dir}: expected channel files {case_id}_0000..{case_id}_{n - 1:04d} "
-                    f"(dataset.json names {n} channels), found {sorted(chans)}"
-                )
-                continue
-            images: tuple[tuple[str, int | None], ...] = tuple(
-                (str(chans[k]), None) for k in range(n)
-            )
-        else:
-            p = plain[case_id]
-            images = tuple((str(p), None if n == 1 else k) for k in range(n))
+    for case_id, images in grouped.items():
         label = label_files.get(case_id)
         if label is None:
             problems[case_id] = f"{labels_dir}: no label file for case {case_id!r}"
