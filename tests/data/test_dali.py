@@ -154,6 +154,27 @@ def test_flips_keep_image_and_label_together(
     assert seen == {(a, f) for a in range(3) for f in (False, True)}
 
 
+def test_flip_axes_limit_the_flips(phantom_store: Store) -> None:
+    """``flip_axes=(2,)`` with ``flip_p=1``: every sample is the raw patch flipped along x only."""
+    aug = DaliAugmentation(
+        flip_p=1.0, flip_axes=(2,), brightness_p=0, contrast_p=0, gamma_p=0, noise_p=0
+    )
+    maker = PatchLoader(
+        phantom_store, patch_size=PATCH, batch_size=4, margin=MARGIN, workers=0, seed=5,
+        oversample_foreground=0.5,
+    )._maker  # fmt: skip
+    with DaliPatchLoader(
+        phantom_store, patch_size=PATCH, batch_size=4, augmentation=aug, margin=MARGIN,
+        workers=0, seed=5, oversample_foreground=0.5,
+    ) as loader:  # fmt: skip
+        batch = loader.next_batch()
+    for i, (case_id, start, _) in enumerate(maker.plan(batch.index)[1]):
+        inner = tuple(s + m for s, m in zip(start, MARGIN, strict=True))
+        raw_img, raw_lab = phantom_store[case_id].read_patch(inner, PATCH)
+        np.testing.assert_array_equal(batch.image[i].numpy(), np.flip(raw_img, 3))
+        np.testing.assert_array_equal(batch.label[i].numpy(), np.flip(raw_lab, 2))
+
+
 def _fixed(**steps: Any) -> DaliAugmentation:
     """One intensity step always on with a fixed parameter; everything else off."""
     base: dict[str, Any] = {
@@ -292,6 +313,8 @@ def test_make_loader_dispatch(phantom_store: Store) -> None:
         ({"augmentation": "heavy"}, "augmentation"),
         ({"augmentation": {"flip_p": 2.0}}, "flip_p"),
         ({"augmentation": {"gamma_range": (0.0, 1.0)}}, "gamma_range"),
+        ({"augmentation": {"flip_axes": (0, 3)}}, "flip_axes"),
+        ({"augmentation": {"flip_axes": (1, 1)}}, "flip_axes"),
         ({"augmentation": {"bogus": 1}}, "augmentation"),
         ({"batch_size": 0}, "batch_size"),
         ({"patch_size": (8, 8)}, "patch_size"),

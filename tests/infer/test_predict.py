@@ -14,7 +14,7 @@ import pytest
 from fastseg.cli import main
 from fastseg.errors import InputError
 from fastseg.infer import predict
-from fastseg.infer._predict import _files_scans
+from fastseg.infer._predict import _files_scans, pad_values
 from fastseg.io import Volume, read, write
 from fastseg.store import Store, convert
 from fastseg.store._pipeline import load_case
@@ -246,6 +246,8 @@ def _store_vs_predict(root: Path, store_dir: Path) -> None:
         case = store[case_id]
         assert image.dtype == np.float32
         np.testing.assert_array_equal(image, case.image(normalized=True))
+        # whole-case inference pads as training does
+        np.testing.assert_array_equal(pad_values(image), np.float32(case.normalized_pad_values))
         for key in ("original", "canonical", "crop_box", "resampling", "normalization"):
             assert json.loads(json.dumps(record[key])) == case.attrs[key], key
 

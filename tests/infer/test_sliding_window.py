@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,13 +46,25 @@ def conv_model(
 
 
 def slow_reference(
-    model: torch.nn.Module, image: np.ndarray, patch: tuple[int, int, int], overlap: float
+    model: torch.nn.Module,
+    image: np.ndarray,
+    patch: tuple[int, int, int],
+    overlap: float,
+    pad_values: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """Averaged logits ``(K, z, y, x)``: every window run alone, weighted voxel by voxel."""
+    """Averaged logits ``(K, z, y, x)``: every window run alone, weighted voxel by voxel; the
+    volume padded (centred) to the patch with ``pad_values`` per channel (default 0)."""
     size = image.shape[1:]
     short = [max(p - n, 0) for p, n in zip(patch, size, strict=True)]
     before = [s // 2 for s in short]
-    padded = np.pad(image, [(0, 0)] + [(b, s - b) for b, s in zip(before, short, strict=True)])
+    widths = [(b, s - b) for b, s in zip(before, short, strict=True)]
+    values = pad_values or (0.0,) * image.shape[0]
+    padded = np.stack(
+        [
+            np.pad(channel, widths, constant_values=v)
+            for channel, v in zip(image, values, strict=True)
+        ]
+    )
     weight = nnunet_gaussian(patch)
     total = norm = None
     axes = [nnunet_steps(n, p, 1 - overlap) for n, p in zip(padded.shape[1:], patch, strict=True)]
@@ -163,6 +176,22 @@ def test_pointwise_model_gives_the_direct_result_for_any_windows(
     np.testing.assert_allclose(probs, direct, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pad", [-2.5, (-3.0, 4.0)])
+def test_padding_takes_one_value_or_one_per_channel(pad: float | tuple[float, float]) -> None:
+    model = conv_model(3)
+    image = np.random.default_rng(3).normal(size=(2, 3, 4, 5))
+    values = (pad, pad) if isinstance(pad, float) else pad
+    expected = slow_reference(model, image, (6, 6, 2), 0.5, pad_values=values)
+    _, probs = sliding_window_inference(
+        lambda x: model(x.double()), image, (6, 6, 2), pad_value=pad, return_probabilities=True
+    )
+    np.testing.assert_allclose(
+        probs, torch.softmax(torch.from_numpy(expected), 0).numpy(), rtol=1e-4, atol=1e-5
+    )
+    zero = slow_reference(model, image, (6, 6, 2), 0.5)
+    assert not np.allclose(expected, zero)  # the padding reaches the result
+
+
 def test_batch_size_does_not_change_the_result() -> None:
     model = conv_model(3, in_channels=1)
     image = np.random.default_rng(2).normal(size=(9, 10, 7))
@@ -182,6 +211,10 @@ def test_bad_inputs() -> None:
         sliding_window_inference(model, np.zeros((2, 3, 4)), (1, 1, 1), batch_size=0)
     with pytest.raises(InputError, match="predictor: expected logits"):
         sliding_window_inference(lambda x: x[:, :, :1], np.zeros((2, 3, 4)), (2, 2, 2))
+    bad: list[Any] = [(1.0, 2.0), float("nan"), "low"]
+    for pad in bad:
+        with pytest.raises(InputError, match="pad_value"):
+            sliding_window_inference(model, np.zeros((2, 3, 4)), (4, 4, 4), pad_value=pad)
     with pytest.raises(InputError, match="overlap"):
         window_starts(10, 4, 1.0)
     with pytest.raises(InputError, match="gaussian_importance_map"):

@@ -27,10 +27,19 @@ from fastseg.store import Store, convert
 
 
 class _FakeCase:
-    def __init__(self, shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        spacing: tuple[float, float, float],
+        foreground: dict[int, np.ndarray] | None = None,
+    ) -> None:
         self.shape = shape
         self.spacing = spacing
         self.channels = 1
+        self._foreground = foreground or {}
+
+    def foreground(self) -> dict[int, np.ndarray]:
+        return self._foreground
 
 
 class _FakeStore:
@@ -225,6 +234,45 @@ def test_cli_plan(store_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
         and plan["data"]["patch_size"]
         == json.loads(printed[: printed.rindex("}") + 1])["data"]["patch_size"]
     )
+
+
+def _two_class_store(shifts: np.ndarray, n_points: int = 30) -> _FakeStore:
+    """Cases whose class 2 lies ``shifts[i]`` voxels (z, y, x) from class 1, with noise."""
+    rng = np.random.default_rng(1)
+    store = _FakeStore([(40, 50, 40)] * len(shifts), (1.0, 1.0, 1.0))
+    for case, shift in zip(store._cases.values(), shifts, strict=True):
+        one = rng.normal((20, 25, 20), 2.0, size=(n_points, 3))
+        two = one + shift
+        case._foreground = {1: one.round().astype(np.int64), 2: two.round().astype(np.int64)}
+    return store
+
+
+def test_mirror_axes_leave_out_axes_along_which_classes_keep_their_order() -> None:
+    rng = np.random.default_rng(2)
+    n = 40
+    shifts = np.stack(
+        [
+            rng.normal(-7.0, 2.0, n),  # z: class 2 always before class 1 (|mean| / sd = 3.5)
+            np.full(n, 18.0),  # y: always after
+            rng.normal(0.0, 3.0, n),  # x: either side, like left/right symmetric structures
+        ],
+        axis=1,
+    )
+    plan = plan_training(_two_class_store(shifts), device="cpu")
+    assert plan["data"]["mirror_axes"] == [2]
+    assert plan["alternatives"]["2d"]["data"]["mirror_axes"] == [2]
+    why = plan["rationale"]["mirror_axes"]
+    assert "not z" in why and "not y" in why and "1 lies 18.0 voxels before 2" in why
+    # a mostly-but-not-reliably ordered axis (80% of the cases) is still mirrored
+    shifts[: n // 5, 1] = -18.0
+    assert plan_training(_two_class_store(shifts), device="cpu")["data"]["mirror_axes"] == [1, 2]
+    # too few cases cannot establish an order; one class has no pair; no foreground at all
+    assert plan_training(_two_class_store(shifts[:5]))["data"]["mirror_axes"] == [0, 1, 2]
+    single = _two_class_store(shifts)
+    for case in single._cases.values():
+        case._foreground = {1: case._foreground[1]}
+    assert plan_training(single)["data"]["mirror_axes"] == [0, 1, 2]
+    assert plan_training(_hippocampus_like(20))["data"]["mirror_axes"] == [0, 1, 2]
 
 
 def test_bad_store_and_arguments(tmp_path: Path, store_dir: Path) -> None:

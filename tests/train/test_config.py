@@ -93,6 +93,32 @@ def test_augmentation_null_means_none() -> None:
     assert load_config(overrides={"data.augmentation": None}).data.augmentation == "none"
 
 
+def test_mirror_axes_restrict_the_default_flip() -> None:
+    from fastseg.augment import default_config
+    from fastseg.train._batches import training_augmentation
+
+    def flip(cfg: TrainConfig) -> list[dict[str, object]]:
+        steps = training_augmentation(cfg)
+        assert steps is not None
+        assert [s for s in steps if s["name"] != "flip"] == [
+            s for s in default_config() if s["name"] != "flip"
+        ]
+        return [s for s in steps if s["name"] == "flip"]
+
+    assert load_config().mirror_axes == [0, 1, 2]
+    assert flip(load_config()) == [{"name": "flip", "axes": [0, 1, 2]}]
+    cfg = load_config(overrides={"data.mirror_axes": [2, 0]})
+    assert cfg.data.mirror_axes == [0, 2] and flip(cfg) == [{"name": "flip", "axes": [0, 2]}]
+    two_d = load_config(overrides={"data.mirror_axes": [0, 2], "model.dimensions": 2})
+    assert two_d.mirror_axes == [2]
+    assert load_config(overrides={"model.dimensions": 2}).mirror_axes == [1, 2]
+    assert flip(load_config(overrides={"data.mirror_axes": []})) == []
+    custom = [{"name": "flip", "axes": [1]}, {"name": "noise"}]
+    cfg = load_config(overrides={"data.augmentation": custom, "data.mirror_axes": [0]})
+    assert training_augmentation(cfg) == custom  # a list of steps is used as given
+    assert training_augmentation(load_config(overrides={"data.augmentation": "none"})) is None
+
+
 def test_round_trip_through_yaml(tmp_path: Path) -> None:
     cfg = load_config(overrides={"data.augmentation": [{"name": "flip", "p": 0.5}]})
     (tmp_path / "out.yaml").write_text(cfg.to_yaml())
@@ -112,6 +138,9 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
         ({"data.batch_size": True}, "data.batch_size: expected an integer"),
         ({"data.oversample_foreground": 1.5}, "data.oversample_foreground: expected <= 1"),
         ({"data.augmentation": "heavy"}, "data.augmentation: expected 'default'"),
+        ({"data.mirror_axes": [0, 3]}, "data.mirror_axes: expected distinct axes"),
+        ({"data.mirror_axes": [1, 1]}, "data.mirror_axes: expected distinct axes"),
+        ({"data.mirror_axes": "y"}, "data.mirror_axes: expected distinct axes"),
         ({"model.dimensions": 4}, "model.dimensions: expected 2 or 3"),
         ({"model.norm": "group"}, "model.norm: expected one of"),
         ({"model.residual": "yes"}, "model.residual: expected true or false"),

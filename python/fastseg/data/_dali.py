@@ -58,7 +58,8 @@ class DaliAugmentation:
     """The DALI augmentation, each step drawn per sample with its probability ``*_p`` (defaults
     follow nnU-Net's intensity set):
 
-    - flip: each axis (z, y, x) flipped with ``flip_p`` (the same flags for image and label);
+    - flip: each of ``flip_axes`` (0 z, 1 y, 2 x) flipped with ``flip_p`` (the same flags for
+      image and label);
     - brightness: ``image * m``, m ~ U(``brightness_range``);
     - contrast: ``(image - mean) * f + mean`` per channel, f ~ U(``contrast_range``);
     - gamma: per channel, rescaled to [0, 1] by its min and max, raised to g ~
@@ -67,6 +68,7 @@ class DaliAugmentation:
     """
 
     flip_p: float = 0.5
+    flip_axes: tuple[int, ...] = (0, 1, 2)
     brightness_p: float = 0.15
     brightness_range: tuple[float, float] = (0.75, 1.25)
     contrast_p: float = 0.15
@@ -79,6 +81,10 @@ class DaliAugmentation:
     def __post_init__(self) -> None:
         for name in ("flip_p", "brightness_p", "contrast_p", "gamma_p", "noise_p"):
             _prob(getattr(self, name), name)
+        axes = self.flip_axes
+        if not all(a in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+            raise InputError(f"flip_axes: expected distinct axes among 0, 1, 2, got {axes!r}")
+        object.__setattr__(self, "flip_axes", tuple(int(a) for a in axes))
         for name in ("brightness_range", "contrast_range", "gamma_range", "noise_std"):
             object.__setattr__(self, name, _range(getattr(self, name), name))
         if self.gamma_range[0] <= 0:
@@ -160,11 +166,9 @@ def _augment(image: Any, label: Any, aug: DaliAugmentation, gpu: bool) -> tuple[
     def scalar(value: Any) -> Any:
         return value.gpu() if gpu and isinstance(value, dali.data_node.DataNode) else value
 
-    if aug.flip_p > 0:
-        flags = {
-            axis: fn.random.coin_flip(probability=aug.flip_p)
-            for axis in ("depthwise", "vertical", "horizontal")
-        }
+    if aug.flip_p > 0 and aug.flip_axes:
+        names = ("depthwise", "vertical", "horizontal")
+        flags = {names[a]: fn.random.coin_flip(probability=aug.flip_p) for a in aug.flip_axes}
         image = fn.flip(image, **flags)
         label = fn.flip(label, **flags)
     if aug.brightness_p > 0:

@@ -127,9 +127,7 @@ class CaseCache:
         held = self._cases.get(case_id)
         if held is None:
             case = self.store[case_id]
-            pads = np.array(
-                [case.normalize(v, c) for c, v in enumerate(case.pad_values)], dtype=np.float32
-            )
+            pads = np.array(case.normalized_pad_values, dtype=np.float32)
             held = (case.image(), case.label(), pads)
             self._cases[case_id] = held
         return held

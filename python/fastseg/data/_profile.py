@@ -502,7 +502,9 @@ def profile(
     cfg = _load_config(store, config)
     d = cfg.data
     dev = _resolve_device(device, cfg.training.device)
-    augmentation = None if d.augmentation == "none" else d.augmentation
+    from fastseg.train._batches import training_augmentation
+
+    augmentation = training_augmentation(cfg)
     augment_device = d.augment_device
     if augment_device == "auto":
         augment_device = "cuda" if dev.type == "cuda" else "cpu"
@@ -522,7 +524,7 @@ def profile(
         "batch_size": d.batch_size,
         "workers": d.workers,
         "prefetch": d.prefetch,
-        "augmentation": _describe_augmentation(augmentation),
+        "augmentation": _describe_augmentation(None if augmentation is None else d.augmentation),
         "augment_device": augment_device,
         "model": _describe_model(net),
         "parameters": sum(p.numel() for p in net.parameters()),

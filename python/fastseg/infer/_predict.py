@@ -35,6 +35,13 @@ _KEEP_EXT = (".nii.gz", ".nii", ".mha", ".nrrd")
 DEFAULT_EXT = ".nii.gz"
 
 
+def pad_values(image: np.ndarray) -> np.ndarray:
+    """Per channel, the value training pads a normalised ``(C, z, y, x)`` image with: the
+    normalised minimum of the case (:attr:`fastseg.store.Case.normalized_pad_values`), which,
+    normalisation being monotone, is the minimum of the normalised image."""
+    return np.asarray(image.reshape(image.shape[0], -1).min(axis=1), dtype=np.float32)
+
+
 @dataclass
 class PredictReport:
     """What :func:`predict` did: ``written`` maps each case name to its label file,
@@ -229,6 +236,7 @@ class _Predictor:
         thresholds = {c: t for c, t in self.thresholds().items() if t is not None}
         want = probabilities or bool(thresholds)
         kwargs: dict[str, Any] = {
+            "pad_value": pad_values(image),
             "device": self.device,
             "mirror_axes": self.mirror_axes,
             "progress": False,

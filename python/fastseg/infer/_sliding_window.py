@@ -61,10 +61,20 @@ class _Plan:
 class _Source:
     """The input ``(C, z, y, x)`` read as float32 z-slabs of the padded volume."""
 
-    def __init__(self, image: Any, plan: _Plan, pad_value: float) -> None:
+    def __init__(self, image: Any, plan: _Plan, pad_value: float | Sequence[float]) -> None:
         self.image = image
         self.plan = plan
-        self.pad_value = pad_value
+        channels = int(image.shape[0])
+        try:
+            values = np.asarray(pad_value, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            values = np.empty(0, dtype=np.float32)
+        if values.size not in (1, channels) or not np.all(np.isfinite(values)):
+            raise InputError(
+                f"pad_value: expected one finite number or one per channel ({channels}), "
+                f"got {pad_value!r}"
+            )
+        self.pad_value = np.broadcast_to(values, (channels,)).reshape(channels, 1, 1, 1)
         self._start = -1
         self._slab: np.ndarray | None = None
 
@@ -84,7 +94,14 @@ class _Source:
             (plan.before[2], plan.padded[2] - plan.size[2] - plan.before[2]),
         ]
         if any(w != (0, 0) for w in widths):
-            block = np.pad(block, widths, constant_values=np.float32(self.pad_value))
+            padded = np.empty(
+                [n + lo + hi for n, (lo, hi) in zip(block.shape, widths, strict=True)],
+                dtype=np.float32,
+            )
+            padded[...] = self.pad_value
+            inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(block.shape, widths, strict=True))
+            padded[inner] = block
+            block = padded
         self._start, self._slab = z, block
         return block
 
@@ -268,7 +285,7 @@ def _run(
     sigma_scale: float,
     min_weight: float | None,
     scheme: str,
-    pad_value: float,
+    pad_value: float | Sequence[float],
     device: str | torch.device | None,
     accumulate_device: str | torch.device | None,
     accumulate_dtype: str | torch.dtype,
@@ -395,7 +412,7 @@ def sliding_window_inference(
     sigma_scale: float = ...,
     min_weight: float | None = ...,
     scheme: str = ...,
-    pad_value: float = ...,
+    pad_value: float | Sequence[float] = ...,
     return_probabilities: Literal[False] = ...,
     probabilities_out: Any = ...,
     device: str | torch.device | None = ...,
@@ -420,7 +437,7 @@ def sliding_window_inference(
     sigma_scale: float = ...,
     min_weight: float | None = ...,
     scheme: str = ...,
-    pad_value: float = ...,
+    pad_value: float | Sequence[float] = ...,
     return_probabilities: Literal[True],
     probabilities_out: Any = ...,
     device: str | torch.device | None = ...,
@@ -445,7 +462,7 @@ def sliding_window_inference(
     sigma_scale: float = 1.0 / 8,
     min_weight: float | None = None,
     scheme: str = "nnunet",
-    pad_value: float = 0.0,
+    pad_value: float | Sequence[float] = 0.0,
     return_probabilities: bool = False,
     probabilities_out: Any = None,
     device: str | torch.device | None = None,
@@ -472,7 +489,9 @@ def sliding_window_inference(
         ``FLOAT16_MIN_WEIGHT`` = 1e-3 when accumulating in float16).
     scheme : ``"nnunet"`` (default) or ``"monai"``: window placement and Gaussian of that
         library (``"monai"`` reproduces MONAI's ``sliding_window_inference(mode="gaussian")``).
-    pad_value : value of the padding added (centred) where the volume is smaller than the patch.
+    pad_value : value of the padding added (centred) where the volume is smaller than the patch,
+        one for all channels or one per channel (training pads with each channel's normalised
+        minimum: pass ``image.min(axis=(1, 2, 3))`` to match).
     return_probabilities : also return the softmax of the averaged logits, ``(K, z, y, x)``
         float32, written into ``probabilities_out`` when given (e.g. a Zarr array or memory map
         of that shape, filled slab by slab; it is what is returned).
@@ -570,7 +589,7 @@ def sliding_window_logits(
     sigma_scale: float = 1.0 / 8,
     min_weight: float | None = None,
     scheme: str = "nnunet",
-    pad_value: float = 0.0,
+    pad_value: float | Sequence[float] = 0.0,
     device: str | torch.device | None = None,
     accumulate_device: str | torch.device | None = None,
     accumulate_dtype: str | torch.dtype = "float32",

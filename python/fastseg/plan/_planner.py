@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastseg.errors import InputError
+from fastseg.plan._mirroring import plan_mirror_axes
 from fastseg.plan._topology import (
     Topology,
     activation_bytes,
@@ -210,6 +211,7 @@ def plan_training(
     seconds = time_budget_s if time_budget_s is not None else (
         GPU_TIME_BUDGET_S if gpu else CPU_TIME_BUDGET_S
     )  # fmt: skip
+    mirror_axes, mirror_why = plan_mirror_axes(store, getattr(store, "label_names", {}))
     norms = store.attrs["plan"]["preprocessing"]["normalization"]
     anisotropy = float(target.max() / target.min())
     why = {
@@ -223,6 +225,7 @@ def plan_training(
         "widths": why3[2],
         "batch_size": why3[3],
         "oversample_foreground": "a third of each batch is centred on foreground (nnU-Net)",
+        "mirror_axes": mirror_why,
         "normalization": "as the store recorded: " + ", ".join(str(n.get("scheme")) for n in norms),
         "time_budget_s": f"{seconds:g} s of training"
         + (" (CPU default: ~40 min)" if time_budget_s is None and not gpu else ""),
@@ -230,10 +233,10 @@ def plan_training(
     }
     return {
         "model": model3,
-        "data": {**data3, "workers": 4 if gpu else 1},
+        "data": {**data3, "workers": 4 if gpu else 1, "mirror_axes": mirror_axes},
         "schedule": {"time_budget_s": seconds, "max_iterations": None},
         "training": {"device": device},
-        "alternatives": {"2d": {"model": model2, "data": data2}},
+        "alternatives": {"2d": {"model": model2, "data": {**data2, "mirror_axes": mirror_axes}}},
         "rationale": why,
     }
 

@@ -105,6 +105,12 @@ class Case:
         """Per channel, the source-unit value padding takes: the case's minimum."""
         return [float(v) for v in self.attrs["pad_value"]]
 
+    @property
+    def normalized_pad_values(self) -> list[float]:
+        """Per channel, the padding value of normalised reads (the normalised minimum): what
+        training patches and whole-case inference pad with."""
+        return [float(self.normalize(v, c)) for c, v in enumerate(self.pad_values)]
+
     def _info(self, name: str) -> ArrayInfo:
         cached = self._image_info if name == sc.IMAGE else self._label_info
         if cached is not None:

@@ -14,6 +14,37 @@ from typing import Any
 import numpy as np
 
 from fastseg.errors import InputError
+from fastseg.train._config import TrainConfig
+
+
+def training_augmentation(cfg: TrainConfig) -> list[dict[str, Any]] | None:
+    """The augmentation steps of ``cfg`` (None for ``none``): ``default`` is nnU-Net's set
+    (:func:`fastseg.augment.default_config`) with the flip restricted to ``cfg.mirror_axes``
+    (dropped when that is empty); a list of steps is used as given."""
+    from fastseg.augment import default_config
+
+    chosen = cfg.data.augmentation
+    if chosen == "none":
+        return None
+    if not isinstance(chosen, str):
+        return [dict(step) for step in chosen]
+    axes = cfg.mirror_axes
+    steps = []
+    for step in default_config():
+        if step["name"] == "flip":
+            if not axes:
+                continue
+            step = {**step, "axes": list(axes)}
+        steps.append(dict(step))
+    return steps
+
+
+def _flip_axes(augmentation: Sequence[dict[str, Any]]) -> tuple[int, ...]:
+    """The axes the flip step of ``augmentation`` flips (none without a flip step)."""
+    for step in augmentation:
+        if step["name"] == "flip":
+            return tuple(int(a) for a in step.get("axes", (0, 1, 2)))
+    return ()
 
 
 def open_loader(
@@ -37,7 +68,8 @@ def open_loader(
 ) -> Any:
     """A loader context manager yielding batches ``start, start + 1, ...`` of this rank:
     ``kind`` ``"native"`` (:class:`fastseg.data.PatchLoader`) or ``"dali"`` (its DALI backend;
-    flips and intensity augmentation when ``augmentation`` is not None)."""
+    flips along the flip step's axes and its intensity augmentation when ``augmentation`` is not
+    None)."""
     from fastseg.data import PatchLoader
 
     kwargs: dict[str, Any] = {
@@ -52,7 +84,8 @@ def open_loader(
         "world_size": world_size,
     }
     if kind == "dali":
-        return _dali_loader(store, kwargs, augmentation is not None, seed, start, note)
+        flips = None if augmentation is None else _flip_axes(augmentation)
+        return _dali_loader(store, kwargs, flips, seed, start, note)
     return PatchLoader(
         store,
         **kwargs,
@@ -66,13 +99,14 @@ def open_loader(
 def _dali_loader(
     store: Any,
     kwargs: dict[str, Any],
-    augmentation: bool,
+    flip_axes: tuple[int, ...] | None,
     seed: int,
     start: int,
     note: Callable[[str], None],
 ) -> Any:
-    """The DALI loader with ``kwargs`` (those it shares with PatchLoader); it cannot start at
-    batch ``start``, so a resumed run draws from a seed derived from ``(seed, start)``."""
+    """The DALI loader with ``kwargs`` (those it shares with PatchLoader), augmenting (flips along
+    ``flip_axes``) unless that is None; it cannot start at batch ``start``, so a resumed run draws
+    from a seed derived from ``(seed, start)``."""
     try:
         from fastseg.data._dali import DaliPatchLoader
     except ImportError as exc:  # pragma: no cover - the module ships with fastseg.data
@@ -83,4 +117,5 @@ def _dali_loader(
             "a seed derived from (seed, start)"
         )
         seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
+    augmentation = None if flip_axes is None else {"flip_axes": flip_axes}
     return DaliPatchLoader(store, **kwargs, seed=seed, augmentation=augmentation)

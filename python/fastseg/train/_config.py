@@ -22,6 +22,9 @@ flags (``overrides``). Sizes are voxels in ``(z, y, x)`` order, times are second
       workers: 2                # loader worker processes (0 = in-process)
       prefetch: 4
       augmentation: default     # default | none | a list of fastseg.augment.Pipeline steps
+      mirror_axes: null         # axes (0 z, 1 y, 2 x) the default augmentation flips and test-time
+                                # augmentation mirrors; null = all (a 2D model: 1, 2); the plan
+                                # leaves out axes along which the labels keep a fixed order
       augment_device: auto      # auto (cuda when training on cuda) | cpu | cuda
       loader: native            # native | dali
     split:
@@ -95,6 +98,7 @@ class DataConfig:
     workers: int = 2
     prefetch: int = 4
     augmentation: str | list[dict[str, Any]] = "default"
+    mirror_axes: list[int] | None = None
     augment_device: str = "auto"
     loader: str = "native"
 
@@ -185,6 +189,13 @@ class TrainConfig:
         if self.optim.learning_rate is not None:
             return float(self.optim.learning_rate)
         return DEFAULT_LEARNING_RATE[self.optim.optimizer]
+
+    @property
+    def mirror_axes(self) -> list[int]:
+        """The axes flipped by the default augmentation and mirrored at test time: ``data.mirror_axes``
+        (all spatial axes when null), without z for a 2D model."""
+        axes = [0, 1, 2] if self.data.mirror_axes is None else self.data.mirror_axes
+        return [a for a in axes if self.model.dimensions == 3 or a != 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,6 +332,16 @@ def _augmentation(key: str, v: Any) -> str | list[dict[str, Any]]:
     )
 
 
+def _axes(key: str, v: Any) -> list[int]:
+    if (
+        not isinstance(v, (list, tuple))
+        or not all(_is_int(a) and 0 <= a <= 2 for a in v)
+        or len(set(v)) != len(v)
+    ):
+        raise InputError(f"{key}: expected distinct axes among 0 (z), 1 (y), 2 (x), got {v!r}")
+    return sorted(int(a) for a in v)
+
+
 def _dimensions(key: str, v: Any) -> int:
     if not _is_int(v) or v not in (2, 3):
         raise InputError(f"{key}: expected 2 or 3, got {v!r}")
@@ -355,6 +376,7 @@ CHECKS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "workers": _int(0),
         "prefetch": _int(1),
         "augmentation": _augmentation,
+        "mirror_axes": _optional(_axes),
         "augment_device": _choice("auto", "cpu", "cuda"),
         "loader": _choice("native", "dali"),
     },

@@ -28,7 +28,7 @@ from torch import nn
 from fastseg._atomic import write_text_atomic
 from fastseg.errors import InputError
 from fastseg.train import _run
-from fastseg.train._batches import open_loader
+from fastseg.train._batches import open_loader, training_augmentation
 from fastseg.train._config import TrainConfig, load_config
 from fastseg.train._distributed import DistContext, setup
 from fastseg.train._optim import learning_rate, make_optimizer, set_learning_rate
@@ -412,7 +412,7 @@ def _run_spec(
         },
         "inference": {
             "overlap": cfg.schedule.validation_overlap,
-            "mirror_axes": [0, 1, 2] if cfg.model.dimensions == 3 else [1, 2],
+            "mirror_axes": cfg.mirror_axes,
         },
         "split": {
             "fold": cfg.split.fold,
@@ -602,7 +602,7 @@ def _train(
             model.train()
         dist.barrier()
 
-    augmentation: Any = None if cfg.data.augmentation == "none" else cfg.data.augmentation
+    augmentation = training_augmentation(cfg)
     augment_device = cfg.data.augment_device
     if augment_device == "auto":
         augment_device = "cuda" if device.type == "cuda" else "cpu"

@@ -54,6 +54,7 @@ def predict_case(
         patch_size,
         overlap,
         batch_size=batch_size,
+        pad_value=case.normalized_pad_values,
         device=device,
         amp=amp,
         return_probabilities=probabilities,  # type: ignore[call-overload]
