@@ -2,6 +2,8 @@
 # One prepared GPU check for a lent GPU machine (no network there): builds _core with CUDA, runs the
 # CUDA tests, runs the GPU benchmarks, and prints a short table last.
 # Usage (from the repo root, on the GPU machine): bash benchmarks/gpu_check.sh
+# Before the device session, here: bash benchmarks/gpu_prepare.sh, then carry .gpu_data and .whl
+# (gpu_train.py, the GPU busy time during training, needs that store; it is skipped without it).
 # Writes logs under ${OUT:-gpu_check_out}/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,12 @@ summary=()
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 card=$(head -n1 "$out/gpu.txt" | cut -d, -f1)
+
+# Carried wheels (benchmarks/gpu_prepare.sh: numcodecs, to read the carried store) go to /tmp/site.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 start=$(date +%s)
 if FASTSEG_CUDA=ON python3 -m pip install -q --no-build-isolation --no-deps . >"$out/build.log" 2>&1; then

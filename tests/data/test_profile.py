@@ -280,6 +280,9 @@ def test_gpu_sampler_with_fake_nvml(
             time.sleep(0.01)
     gpu = sampler.summary()
     assert gpu is not None and gpu["samples"] >= 2 and gpu["name"] == "Fake GPU"
+    assert sampler.summary(since=time.monotonic() + 1) is None  # nothing sampled after now
+    later = sampler.summary(since=sampler._samples[1][0])
+    assert later is not None and later["samples"] == gpu["samples"] - 1
     assert gpu["utilization_mean_pct"] == 90 and gpu["memory_max_mib"] == 2048
     assert gpu["temperature_max_c"] == 88
     (warning,) = prof._gpu_warnings(gpu)

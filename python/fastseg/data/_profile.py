@@ -279,7 +279,7 @@ class _NvmlSampler:
         self.name = str(pynvml.nvmlDeviceGetName(self._handle))
         self._interval = interval_s
         self._stop = threading.Event()
-        self._samples: list[tuple[float, float, float]] = []
+        self._samples: list[tuple[float, float, float, float]] = []  # time, util, MiB, °C
         self._thread = threading.Thread(target=self._run, name="fastseg-nvml", daemon=True)
 
     def _run(self) -> None:
@@ -289,7 +289,7 @@ class _NvmlSampler:
                 util = nv.nvmlDeviceGetUtilizationRates(self._handle).gpu
                 mem = nv.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
                 temp = nv.nvmlDeviceGetTemperature(self._handle, nv.NVML_TEMPERATURE_GPU)
-                self._samples.append((float(util), float(mem), float(temp)))
+                self._samples.append((time.monotonic(), float(util), float(mem), float(temp)))
             except nv.NVMLError:
                 break
             self._stop.wait(self._interval)
@@ -303,10 +303,13 @@ class _NvmlSampler:
         self._thread.join(timeout=5)
         self._nvml.nvmlShutdown()
 
-    def summary(self) -> dict[str, Any] | None:
-        if not self._samples:
+    def summary(self, since: float | None = None) -> dict[str, Any] | None:
+        """Mean/max of the samples (those taken at ``time.monotonic() >= since`` when given);
+        None without any."""
+        samples = [x for x in self._samples if since is None or x[0] >= since]
+        if not samples:
             return None
-        util, mem, temp = zip(*self._samples, strict=True)
+        _, util, mem, temp = zip(*samples, strict=True)
         return {
             "name": self.name,
             "samples": len(util),
