@@ -161,6 +161,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         postprocess=not args.no_postprocess,
         overlap=args.overlap,
+        batch_size=args.batch_size,
         progress=not args.quiet,
     )
     print(report.summary())
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-postprocess", action="store_true", help="ignore the run's postprocessing.json"
     )
     p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_predict)
 

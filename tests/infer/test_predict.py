@@ -141,7 +141,8 @@ def test_store_input_gives_the_same_predictions(ct: dict[str, Path]) -> None:
     folder = ct["tmp"] / "pred_ref"
     predict(ct["run"], ct["src"] / "imagesTr", folder, progress=False, postprocess=False)
     out = ct["tmp"] / "pred_store"
-    report = predict(ct["run"], ct["store"], out, progress=False, postprocess=False)
+    # several windows per forward pass: the same labels
+    report = predict(ct["run"], ct["store"], out, progress=False, postprocess=False, batch_size=3)
     assert report.ok
     _pairs(out, ct["src"] / "labelsTr")
     for name in ("case_0.nii.gz", "case_1.nii.gz", "case_2.nii.gz"):
@@ -305,6 +306,8 @@ def test_bad_arguments(ct: dict[str, Path], tmp_path: Path) -> None:
         predict(ct["run"], tmp_path / "missing", tmp_path / "o", progress=False)
     with pytest.raises(InputError, match="overlap"):
         predict(ct["run"], ct["src"] / "imagesTr", tmp_path, overlap=1.5, progress=False)
+    with pytest.raises(InputError, match="batch_size"):
+        predict(ct["run"], ct["src"] / "imagesTr", tmp_path, batch_size=0, progress=False)
 
 
 @pytest.mark.realdata

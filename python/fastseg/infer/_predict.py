@@ -197,6 +197,7 @@ class _Predictor:
         checkpoint: str,
         overlap: float | None,
         postprocess: bool,
+        batch_size: int = 1,
     ) -> None:
         from fastseg.postprocess import load_plan
         from fastseg.train._run import POSTPROCESSING_FILE, load_model
@@ -213,6 +214,7 @@ class _Predictor:
             raise InputError(f"overlap: expected 0 <= overlap < 1, got {self.overlap}")
         self.mirror_axes = [int(a) for a in inference.get("mirror_axes", [])] if tta else []
         self.device = device
+        self.batch_size = batch_size
         self.post: dict[str, Any] | None = None
         path = run_dir / POSTPROCESSING_FILE
         if postprocess and path.is_file():
@@ -237,6 +239,7 @@ class _Predictor:
         want = probabilities or bool(thresholds)
         kwargs: dict[str, Any] = {
             "pad_value": pad_values(image),
+            "batch_size": self.batch_size,
             "device": self.device,
             "mirror_axes": self.mirror_axes,
             "progress": False,
@@ -287,6 +290,7 @@ def predict(
     probabilities: bool = False,
     postprocess: bool = True,
     overlap: float | None = None,
+    batch_size: int = 1,
     progress: bool = True,
 ) -> PredictReport:
     """Segment ``inputs`` (an image file, a folder of image files — nnU-Net ``_0000``,
@@ -298,7 +302,8 @@ def predict(
     ``device`` ``cpu``/``cuda``/``cuda:N``; ``tta`` mirrors over the run's
     ``inference.mirror_axes``; ``checkpoint`` ``best``/``last``; ``probabilities`` also writes
     ``<name>_probabilities.npz``; ``postprocess`` applies ``RUN/postprocessing.json`` when
-    present; ``overlap`` overrides the run's sliding-window overlap. A case that fails is
+    present; ``overlap`` overrides the run's sliding-window overlap; ``batch_size`` windows go
+    through the model per forward pass (more use a GPU better). A case that fails is
     listed in ``report.failed`` and skipped; the others are still written. Existing output
     files are overwritten (each is replaced atomically, never left half-written).
     """
@@ -312,6 +317,8 @@ def predict(
 
         if not torch.cuda.is_available():
             raise InputError(f"device: {device!r} requested but CUDA is not available")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     run = _Predictor(
         Path(run_dir),
         device=device,
@@ -319,6 +326,7 @@ def predict(
         checkpoint=checkpoint,
         overlap=overlap,
         postprocess=postprocess,
+        batch_size=batch_size,
     )
     scans, problems, store = _discover(os.fspath(inputs), run.n_channels)
     if store is not None:
