@@ -84,6 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         scheduler=args.scheduler,
         progress=not args.quiet,
+        device=args.device,
     )
     print(format_summary(summarize(rows)))
     print(f"wrote {len(rows)} rows to {args.out}")
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-missing", action="store_true", help="leave out cases with no prediction"
     )
     p.add_argument("--scheduler", help="address of a Dask scheduler to spread the pairs over")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_evaluate)
 

@@ -58,6 +58,7 @@ def evaluate_batch(
     nsd_tolerance: float | None = 1.0,
     chunk: int | None = None,
     progress: bool = False,
+    device: str = "cpu",
 ) -> list[LabelRow]:
     """:func:`evaluate` over many pairs; one row per case and label.
 
@@ -70,6 +71,9 @@ def evaluate_batch(
     labels, spacing, hd95, nsd_tolerance : as in :func:`evaluate` (spacing for array pairs).
     chunk : pairs loaded and computed at a time (default 8 per thread), bounding memory.
     progress : show a progress bar (tqdm).
+    device : ``"cpu"`` (the native engine, OpenMP across pairs) or ``"cuda"``/``"cuda:N"``: each
+        pair is computed on that GPU with tensor operations (:mod:`fastseg.metrics._device`,
+        the same numbers); pairs may then also be CUDA tensors (with ``spacing``).
 
     Returns
     -------
@@ -87,6 +91,7 @@ def evaluate_batch(
     wanted = _inputs.label_list(labels)
     convention = _inputs.hd95_convention(hd95)
     tol = _inputs.tolerance(nsd_tolerance)
+    compute = _native.label_metrics_batch if device == "cpu" else _on_device(device)
     rows: list[LabelRow] = []
     with _threads(workers):
         threads = int(_native.build_info()["openmp_threads"])
@@ -99,12 +104,15 @@ def evaluate_batch(
                 part = items[start : start + step]
                 arrays, spacings = [], []
                 for case, pred, ref in part:
-                    p, r, sp = prepare_pair(
-                        _load(pred), _load(ref), spacing, f"{case}: pred", f"{case}: ref"
-                    )
+                    if device != "cpu" and _is_tensor_pair(pred, ref):
+                        p, r, sp = _tensor_pair(pred, ref, spacing, case)
+                    else:
+                        p, r, sp = prepare_pair(
+                            _load(pred), _load(ref), spacing, f"{case}: pred", f"{case}: ref"
+                        )
                     arrays.append((p, r))
                     spacings.append(sp)
-                results = _native.label_metrics_batch(arrays, spacings, wanted, convention, tol)
+                results = compute(arrays, spacings, wanted, convention, tol)
                 for (case, _, _), result in zip(part, results, strict=True):
                     for label, row in rows_from_native(result).items():
                         rows.append({"case": case, "label": label, **row})
@@ -114,6 +122,52 @@ def evaluate_batch(
             if bar is not None:
                 bar.close()
     return rows
+
+
+def _on_device(device: str) -> Any:
+    """``label_metrics_batch`` computed pair by pair on a CUDA device."""
+    import re
+
+    import torch
+
+    from fastseg.metrics._device import pair_metrics
+
+    if not isinstance(device, str) or not re.fullmatch(r"cuda(:\d+)?", device):
+        raise InputError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} requested but CUDA is not available")
+
+    def compute(
+        pairs: Sequence[tuple[Any, Any]],
+        spacings: Sequence[tuple[float, float, float]],
+        labels: list[int] | None,
+        hd95: str,
+        tolerance: float,
+    ) -> list[dict[str, Any]]:
+        return [
+            pair_metrics(p, r, sp, labels, hd95, tolerance, device)
+            for (p, r), sp in zip(pairs, spacings, strict=True)
+        ]
+
+    return compute
+
+
+def _is_tensor_pair(pred: Any, ref: Any) -> bool:
+    return type(pred).__module__.startswith("torch") and type(ref).__module__.startswith("torch")
+
+
+def _tensor_pair(
+    pred: Any, ref: Any, spacing: Any, case: str
+) -> tuple[Any, Any, tuple[float, float, float]]:
+    """A pair of torch label maps, checked: integer or bool ``(z, y, x)`` of one shape."""
+    for name, t in (("pred", pred), ("ref", ref)):
+        if t.dim() != 3 or t.dtype.is_floating_point or t.dtype.is_complex:
+            raise InputError(
+                f"{case}: {name}: expected an integer (z, y, x) label map, got a {t.dim()}D "
+                f"{t.dtype} tensor"
+            )
+    _inputs.check_shapes(pred, ref, f"{case}: pred", f"{case}: ref")
+    return pred, ref, _inputs.spacing3(spacing if spacing is not None else (1.0, 1.0, 1.0))
 
 
 def _is_pair(v: Any) -> bool:

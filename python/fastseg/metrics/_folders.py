@@ -88,6 +88,7 @@ def evaluate_folders(
     scheduler: Any = None,
     chunk: int = 32,
     progress: bool = True,
+    device: str = "cpu",
 ) -> list[LabelRow]:
     """Evaluate every prediction in ``pred_dir`` against the reference of the same name in ``ref_dir``.
 
@@ -96,7 +97,8 @@ def evaluate_folders(
     ``allow_missing``, then they are left out and reported); extra predictions are reported.
     The CSV (columns ``COLUMNS``) is written only when every pair succeeded, through a temporary
     file, so a failed or interrupted run leaves no partial table. ``scheduler``: address of a
-    Dask scheduler (or a ``distributed.Client``) to spread chunks of pairs over.
+    Dask scheduler (or a ``distributed.Client``) to spread chunks of pairs over. ``device``:
+    ``cpu`` or ``cuda``/``cuda:N`` (see :func:`evaluate_batch`).
     """
     pairs, missing, extra = match_folders(pred_dir, ref_dir)
     if missing and not allow_missing:
@@ -112,7 +114,7 @@ def evaluate_folders(
         raise InputError(f"chunk: expected a positive integer, got {chunk!r}")
     items = sorted(pairs.items())
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    options = {"labels": labels, "hd95": hd95, "nsd_tolerance": nsd_tolerance}
+    options = {"labels": labels, "hd95": hd95, "nsd_tolerance": nsd_tolerance, "device": device}
     if scheduler is not None:
         rows = _run_dask(chunks, options, scheduler)
     else:

@@ -1,0 +1,152 @@
+"""The metrics engine on a torch device (``evaluate_batch(device="cuda")``): the same numbers as
+the native CPU engine. The tensor code runs on the CPU here (torch's CPU device) against the
+native engine; the CUDA tests run the same pairs on a GPU (benchmarks/gpu_check.sh)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from metrics_strategies import label_map_pairs, mask_pairs, shapes, spacings
+
+from fastseg import _native
+from fastseg.errors import InputError
+from fastseg.metrics import evaluate_batch
+from fastseg.metrics._device import corner_codes, pair_metrics, squared_edt, voxel_surface
+
+INT_KEYS = ("label", "pred_voxels", "ref_voxels", "inter_voxels")
+FLOAT_KEYS = ("dice", "jaccard", "vs", "hd", "hd95", "avd", "assd", "nsd")
+
+
+def assert_same_result(native: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> None:
+    for key in INT_KEYS:
+        np.testing.assert_array_equal(ours[key], native[key], err_msg=key)
+    for key in FLOAT_KEYS:
+        np.testing.assert_allclose(ours[key], native[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    maps=label_map_pairs(),
+    spacing=spacings,
+    hd95=st.sampled_from(["max_directed", "pooled"]),
+    tolerance=st.sampled_from([0.5, 1.0, 2.7, math.nan]),
+    labels=st.sampled_from([None, [1], [5, 2], [1, 7], [-3, 2, 1]]),
+)
+def test_label_maps_match_the_native_engine(
+    maps: tuple[np.ndarray, np.ndarray],
+    spacing: tuple[float, float, float],
+    hd95: str,
+    tolerance: float,
+    labels: list[int] | None,
+) -> None:
+    pred, ref = maps
+    native = _native.label_metrics(pred, ref, spacing, labels, hd95, tolerance)
+    ours = pair_metrics(pred, ref, spacing, labels, hd95, tolerance, "cpu")
+    assert_same_result(native, ours)
+
+
+@settings(max_examples=40, deadline=None)
+@given(masks=mask_pairs(nonempty=False), spacing=spacings)
+def test_binary_masks_including_empty_ones(
+    masks: tuple[np.ndarray, np.ndarray], spacing: tuple[float, float, float]
+) -> None:
+    a, b = (m.astype(np.uint8) for m in masks)
+    native = _native.label_metrics(a, b, spacing, [1], "max_directed", 1.0)
+    ours = pair_metrics(a, b, spacing, [1], "max_directed", 1.0, "cpu")
+    assert_same_result(native, ours)
+
+
+def test_adversarial_shapes() -> None:
+    """Single voxels, thin shells, masks on the array edge, one-voxel-thick arrays, far apart."""
+    cases: list[tuple[np.ndarray, np.ndarray]] = []
+    one = np.zeros((9, 8, 7), np.uint8)
+    two = one.copy()
+    one[0, 0, 0], two[8, 7, 6] = 1, 1  # opposite corners
+    cases.append((one, two))
+    shell = np.zeros((12, 12, 12), np.uint8)
+    shell[2:10, 2:10, 2:10] = 1
+    shell[3:9, 3:9, 3:9] = 0
+    cases.append((shell, np.pad(np.ones((8, 8, 8), np.uint8), 2)))
+    cases.append((np.ones((1, 1, 5), np.uint8), np.eye(1, 5, 2, dtype=np.uint8)[None]))
+    full = np.ones((4, 5, 6), np.uint8)
+    edge = full.copy()
+    edge[:, :, 3:] = 0
+    cases.append((full, edge))
+    for a, b in cases:
+        for spacing in ((1.0, 1.0, 1.0), (2.5, 0.8, 0.8)):
+            native = _native.label_metrics(a, b, spacing, None, "pooled", 1.5)
+            assert_same_result(native, pair_metrics(a, b, spacing, None, "pooled", 1.5, "cpu"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, spacing=spacings, seed=st.integers(0, 2**32 - 1), density=st.floats(0, 0.3))
+def test_building_blocks_match_the_native_ones(
+    shape: tuple[int, int, int], spacing: tuple[float, float, float], seed: int, density: float
+) -> None:
+    mask = np.random.default_rng(seed).random(shape) < density
+    t = torch.from_numpy(mask)
+    np.testing.assert_array_equal(
+        voxel_surface(t).numpy(), _native.voxel_surface(mask.astype(np.uint8)) != 0
+    )
+    np.testing.assert_array_equal(corner_codes(t).numpy(), _native.corner_codes(mask))
+    np.testing.assert_allclose(
+        squared_edt(t, spacing).numpy(), _native.squared_edt(mask.astype(np.uint8), spacing),
+        rtol=1e-12,
+    )  # fmt: skip
+
+
+def test_long_lines_are_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastseg.metrics._device as device
+
+    monkeypatch.setattr(device, "MAX_LINE_ELEMENTS", 50)  # a few lines per block
+    mask = np.random.default_rng(1).random((7, 9, 11)) < 0.05
+    spacing = (1.5, 0.7, 1.1)
+    np.testing.assert_allclose(
+        squared_edt(torch.from_numpy(mask), spacing).numpy(),
+        _native.squared_edt(mask.astype(np.uint8), spacing),
+        rtol=1e-12,
+    )
+
+
+def test_device_argument_errors() -> None:
+    pair = [(np.ones((3, 3, 3), np.uint8), np.ones((3, 3, 3), np.uint8))]
+    with pytest.raises(InputError, match="device"):
+        evaluate_batch(pair, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            evaluate_batch(pair, device="cuda")
+
+
+@pytest.mark.cuda
+def test_cuda_batch_equals_the_cpu_batch() -> None:
+    rng = np.random.default_rng(3)
+    pairs: dict[str, tuple[Any, Any]] = {}
+    for k in range(6):
+        shape = tuple(int(v) for v in rng.integers(8, 40, 3))
+        pred = (rng.random(shape) < 0.3).astype(np.uint8) + (rng.random(shape) < 0.1)
+        ref = np.where(rng.random(shape) < 0.8, pred, 0).astype(np.uint8)
+        pairs[f"c{k}"] = (pred.astype(np.uint8), ref)
+    spacing = (2.5, 0.8, 0.8)
+    cpu = evaluate_batch(pairs, spacing=spacing)
+    gpu = evaluate_batch(pairs, spacing=spacing, device="cuda")
+    on_device = evaluate_batch(
+        {
+            c: (torch.from_numpy(p).cuda(), torch.from_numpy(r).cuda())
+            for c, (p, r) in pairs.items()
+        },
+        spacing=spacing,
+        device="cuda",
+    )
+    for rows in (gpu, on_device):
+        assert [(r["case"], r["label"]) for r in rows] == [(r["case"], r["label"]) for r in cpu]
+        for mine, ref_row in zip(rows, cpu, strict=True):
+            for key in FLOAT_KEYS:
+                assert mine[key] == pytest.approx(ref_row[key], rel=1e-6, abs=1e-9), key
+            assert mine["pred_voxels"] == ref_row["pred_voxels"]
+            assert mine["empty"] == ref_row["empty"]
