@@ -31,7 +31,7 @@ fi
 python3 -m fastseg.cli info | tee "$out/info.txt"
 
 # CUDA tests: files that need only numpy/torch (no nibabel/SimpleITK/zarr on that machine).
-if python3 -m pytest -q -m cuda tests/native tests/infer/test_tta.py -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
+if python3 -m pytest -q -m cuda tests/native tests/infer/test_tta.py tests/metrics/test_device.py -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
   summary+=("CUDA tests|ok|$(tail -n1 "$out/cuda_tests.log")")
 else
   tail -n 40 "$out/cuda_tests.log"

@@ -17,7 +17,13 @@ from metrics_strategies import label_map_pairs, mask_pairs, shapes, spacings
 from fastseg import _native
 from fastseg.errors import InputError
 from fastseg.metrics import evaluate_batch
-from fastseg.metrics._device import corner_codes, pair_metrics, squared_edt, voxel_surface
+from fastseg.metrics._device import (
+    corner_codes,
+    pair_metrics,
+    pairs_metrics,
+    squared_edt,
+    voxel_surface,
+)
 
 INT_KEYS = ("label", "pred_voxels", "ref_voxels", "inter_voxels")
 FLOAT_KEYS = ("dice", "jaccard", "vs", "hd", "hd95", "avd", "assd", "nsd")
@@ -99,6 +105,29 @@ def test_building_blocks_match_the_native_ones(
         squared_edt(t, spacing).numpy(), _native.squared_edt(mask.astype(np.uint8), spacing),
         rtol=1e-12,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("stack_voxels", [1, 3000, 1 << 24])
+def test_many_pairs_in_stacks_match_pair_by_pair(
+    stack_voxels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label boxes of different shapes and spacings computed together (padded stacks, one or
+    several) give each pair's own result."""
+    import fastseg.metrics._device as device
+
+    monkeypatch.setattr(device, "STACK_VOXELS", stack_voxels)
+    rng = np.random.default_rng(7)
+    pairs, spacings = [], []
+    for _ in range(7):
+        shape = tuple(int(v) for v in rng.integers(1, 16, 3))
+        pred = rng.choice(np.array([0, 1, 2], np.int16), size=shape, p=[0.5, 0.3, 0.2])
+        ref = np.where(rng.random(shape) < 0.6, pred, np.int16(1)).astype(np.int16)
+        pairs.append((pred, ref))
+        spacings.append(tuple(float(v) for v in rng.uniform(0.4, 3.0, 3)))
+    spacings[3] = spacings[1]  # a shared spacing shares its surfel table
+    ours = pairs_metrics(pairs, spacings, None, "max_directed", 1.2, "cpu")
+    for (pred, ref), sp, mine in zip(pairs, spacings, ours, strict=True):
+        assert_same_result(_native.label_metrics(pred, ref, sp, None, "max_directed", 1.2), mine)
 
 
 def test_long_lines_are_chunked(monkeypatch: pytest.MonkeyPatch) -> None:

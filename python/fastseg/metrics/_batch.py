@@ -125,12 +125,12 @@ def evaluate_batch(
 
 
 def _on_device(device: str) -> Any:
-    """``label_metrics_batch`` computed pair by pair on a CUDA device."""
+    """``label_metrics_batch`` computed on a CUDA device (the label boxes in stacks)."""
     import re
 
     import torch
 
-    from fastseg.metrics._device import pair_metrics
+    from fastseg.metrics._device import pairs_metrics
 
     if not isinstance(device, str) or not re.fullmatch(r"cuda(:\d+)?", device):
         raise InputError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
@@ -144,10 +144,7 @@ def _on_device(device: str) -> Any:
         hd95: str,
         tolerance: float,
     ) -> list[dict[str, Any]]:
-        return [
-            pair_metrics(p, r, sp, labels, hd95, tolerance, device)
-            for (p, r), sp in zip(pairs, spacings, strict=True)
-        ]
+        return pairs_metrics(pairs, spacings, labels, hd95, tolerance, device)
 
     return compute
 

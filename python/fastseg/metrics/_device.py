@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,134 +37,263 @@ MAX_LINE_ELEMENTS = 1 << 25
 """Largest (lines × n × n) block of one transform pass (256 MiB of float64)."""
 
 
-def squared_edt(features: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
-    """Squared distance (mm²) of every voxel of a ``(z, y, x)`` bool tensor's grid to its nearest
-    True voxel; +inf everywhere without any. float64, on the tensor's device."""
-    sz, sy, sx = (float(s) for s in spacing)
+def squared_edt(features: torch.Tensor, spacing: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Squared distance (mm²) of every voxel to the nearest True voxel of a ``(z, y, x)`` bool
+    tensor — or of each item of a ``(B, z, y, x)`` stack, ``spacing`` then ``(B, 3)`` — +inf
+    without any. float64, on the tensor's device."""
+    single = features.dim() == 3
+    stack = features[None] if single else features
+    sp = torch.as_tensor(spacing, dtype=torch.float64, device=features.device).reshape(-1, 3)
+    sp = sp.expand(stack.shape[0], 3)
     inf = torch.tensor(math.inf, dtype=torch.float64, device=features.device)
-    initial = torch.where(
-        features, torch.zeros((), dtype=torch.float64, device=features.device), inf
-    )
-    d = _line_pass(initial, 0, sz)
-    d = _line_pass(d, 1, sy)
-    return _line_pass(d, 2, sx)
+    zero = torch.zeros((), dtype=torch.float64, device=features.device)
+    d = torch.where(stack, zero, inf)
+    for axis in range(3):
+        d = _line_pass(d, axis, sp[:, axis])
+    return d[0] if single else d
 
 
-def _line_pass(d: torch.Tensor, axis: int, s: float) -> torch.Tensor:
-    """``out[i] = min_q d[q] + (s (i − q))²`` along ``axis`` (an all-inf line stays inf)."""
-    n = d.shape[axis]
-    moved = d.movedim(axis, -1)
-    lines = moved.reshape(-1, n)
+def _line_pass(d: torch.Tensor, axis: int, s: torch.Tensor) -> torch.Tensor:
+    """``out[b, ..., i] = min_q d[b, ..., q] + (s[b] (i − q))²`` along spatial ``axis`` of a
+    ``(B, z, y, x)`` stack (an all-inf line stays inf)."""
+    n = d.shape[axis + 1]
+    moved = d.movedim(axis + 1, -1)
+    lines = moved.reshape(d.shape[0], -1, n)  # (B, L, n)
     offsets = torch.arange(n, device=d.device, dtype=torch.float64)
-    t = s * (offsets[:, None] - offsets[None, :])  # (i, q)
+    t = s[:, None, None] * (offsets[:, None] - offsets[None, :])[None]  # (B, i, q)
     cost = t * t
     out = torch.empty_like(lines)
-    step = max(1, MAX_LINE_ELEMENTS // max(1, n * n))
-    for start in range(0, lines.shape[0], step):
-        block = lines[start : start + step]
-        out[start : start + step] = (block[:, None, :] + cost[None]).amin(dim=2)
-    return out.reshape(moved.shape).movedim(-1, axis)
+    step = max(1, MAX_LINE_ELEMENTS // max(1, d.shape[0] * n * n))
+    for start in range(0, lines.shape[1], step):
+        block = lines[:, start : start + step]
+        out[:, start : start + step] = (block[:, :, None, :] + cost[:, None]).amin(dim=3)
+    return out.reshape(moved.shape).movedim(-1, axis + 1)
 
 
 def voxel_surface(mask: torch.Tensor) -> torch.Tensor:
-    """True on the voxels of a ``(z, y, x)`` bool tensor with a 6-neighbour outside it (outside
-    the array counts as outside)."""
-    p = torch.nn.functional.pad(mask[None, None].to(torch.uint8), (1, 1, 1, 1, 1, 1))[0, 0].bool()
+    """True on the voxels of a ``(z, y, x)`` (or ``(B, z, y, x)``) bool tensor with a
+    6-neighbour outside it (outside the array counts as outside)."""
+    single = mask.dim() == 3
+    m = mask[None] if single else mask
+    p = torch.nn.functional.pad(m[:, None].to(torch.uint8), (1, 1, 1, 1, 1, 1))[:, 0].bool()
     inner = (
-        p[:-2, 1:-1, 1:-1]
-        & p[2:, 1:-1, 1:-1]
-        & p[1:-1, :-2, 1:-1]
-        & p[1:-1, 2:, 1:-1]
-        & p[1:-1, 1:-1, :-2]
-        & p[1:-1, 1:-1, 2:]
+        p[:, :-2, 1:-1, 1:-1]
+        & p[:, 2:, 1:-1, 1:-1]
+        & p[:, 1:-1, :-2, 1:-1]
+        & p[:, 1:-1, 2:, 1:-1]
+        & p[:, 1:-1, 1:-1, :-2]
+        & p[:, 1:-1, 1:-1, 2:]
     )
-    return mask & ~inner
+    out = m & ~inner
+    return out[0] if single else out
 
 
 def corner_codes(mask: torch.Tensor) -> torch.Tensor:
-    """The 8-bit 2x2x2 neighbour code of every corner of a ``(z, y, x)`` bool tensor's grid,
-    shape ``(z + 1, y + 1, x + 1)`` (int64), as ``fastseg._core.corner_codes`` numbers them."""
-    p = torch.nn.functional.pad(mask[None, None].to(torch.int64), (1, 1, 1, 1, 1, 1))[0, 0]
-    nz, ny, nx = mask.shape
-    codes = torch.zeros((nz + 1, ny + 1, nx + 1), dtype=torch.int64, device=mask.device)
+    """The 8-bit 2x2x2 neighbour code of every corner of a ``(z, y, x)`` (or ``(B, z, y, x)``)
+    bool tensor's grid, shape ``(z + 1, y + 1, x + 1)`` per item (int64), numbered as
+    ``fastseg._core.corner_codes`` does."""
+    single = mask.dim() == 3
+    m = mask[None] if single else mask
+    p = torch.nn.functional.pad(m[:, None].to(torch.int64), (1, 1, 1, 1, 1, 1))[:, 0]
+    nb, nz, ny, nx = m.shape
+    codes = torch.zeros((nb, nz + 1, ny + 1, nx + 1), dtype=torch.int64, device=mask.device)
     for a in (0, 1):
         for b in (0, 1):
             for c in (0, 1):
                 bit = 128 >> (4 * a + 2 * b + c)
-                codes += p[a : a + nz + 1, b : b + ny + 1, c : c + nx + 1] * bit
-    return codes
+                codes += p[:, a : a + nz + 1, b : b + ny + 1, c : c + nx + 1] * bit
+    return codes[0] if single else codes
+
+
+STACK_VOXELS = 1 << 24
+"""Largest stack of label boxes (items × padded box voxels) computed together."""
+
+
+@dataclass
+class _Item:
+    """One label of one pair with both masks non-empty: the masks cut to bbox(A ∪ M)."""
+
+    pair: int
+    row: dict[str, float]
+    a: torch.Tensor  # (z, y, x) bool
+    m: torch.Tensor
+    spacing: tuple[float, float, float]
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else 0.0
 
 
-def _label_row(
-    pred: torch.Tensor,
-    ref: torch.Tensor,
-    label: int,
-    spacing: Sequence[float],
-    pooled: bool,
-    tolerance: float,
-    areas: torch.Tensor | None,
-) -> dict[str, float]:
-    a_full, m_full = pred == label, ref == label
+def _counts_row(
+    p: torch.Tensor, r: torch.Tensor, label: int, want_nsd: bool
+) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
+    """The row of ``label`` as far as counts decide it, and A, M cut to bbox(A ∪ M) when both
+    are non-empty (the distances are then still to compute)."""
+    a_full, m_full = p == label, r == label
     na, nm = int(a_full.sum()), int(m_full.sum())
     inter = int((a_full & m_full).sum())
-    row = {"label": label, "pred_voxels": na, "ref_voxels": nm, "inter_voxels": inter}
-    want_nsd = not math.isnan(tolerance)
+    row: dict[str, float] = {"label": label, "pred_voxels": na, "ref_voxels": nm,
+                             "inter_voxels": inter}  # fmt: skip
     if na == 0 and nm == 0:
-        nsd = 1.0 if want_nsd else math.nan
-        return {**row, "dice": 1.0, "jaccard": 1.0, "vs": 1.0, "hd": 0.0, "hd95": 0.0,
-                "avd": 0.0, "assd": 0.0, "nsd": nsd}  # fmt: skip
+        row.update(dice=1.0, jaccard=1.0, vs=1.0, hd=0.0, hd95=0.0, avd=0.0, assd=0.0)
+        row["nsd"] = 1.0 if want_nsd else math.nan
+        return row, None, None
     a, m, i = float(na), float(nm), float(inter)
     row.update(dice=2.0 * i / (a + m), jaccard=i / (a + m - i), vs=1.0 - abs(a - m) / (a + m))
     if na == 0 or nm == 0:
-        nsd = 0.0 if want_nsd else math.nan
-        return {**row, "hd": math.inf, "hd95": math.inf, "avd": math.inf, "assd": math.inf,
-                "nsd": nsd}  # fmt: skip
-
+        row.update(hd=math.inf, hd95=math.inf, avd=math.inf, assd=math.inf)
+        row["nsd"] = 0.0 if want_nsd else math.nan
+        return row, None, None
     either = a_full | m_full
     box = []
     for axis in range(3):
-        other = tuple(k for k in range(3) if k != axis)
+        other = [k for k in range(3) if k != axis]
         hits = torch.nonzero(either.any(dim=other[1]).any(dim=other[0])).flatten()
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    A, M = a_full[tuple(box)], m_full[tuple(box)]
+    return row, a_full[tuple(box)], m_full[tuple(box)]
+
+
+def _stacks(items: list[_Item]) -> list[list[_Item]]:
+    """Items grouped, smallest boxes first, so that each group's padded stack stays within
+    :data:`STACK_VOXELS` (an item larger than that is a group of its own)."""
+    order = sorted(items, key=lambda it: it.a.numel())
+    groups: list[list[_Item]] = []
+    current: list[_Item] = []
+    shape = [0, 0, 0]
+    for item in order:
+        grown = [max(s, n) for s, n in zip(shape, item.a.shape, strict=True)]
+        if current and (len(current) + 1) * math.prod(grown) > STACK_VOXELS:
+            groups.append(current)
+            current, grown = [], list(item.a.shape)
+        current.append(item)
+        shape = grown
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _pad_stack(masks: list[torch.Tensor]) -> torch.Tensor:
+    """``(B, Z, Y, X)`` bool stack of the masks, each padded with False at the far ends."""
+    shape = [max(m.shape[k] for m in masks) for k in range(3)]
+    out = torch.zeros((len(masks), *shape), dtype=torch.bool, device=masks[0].device)
+    for k, m in enumerate(masks):
+        out[k, : m.shape[0], : m.shape[1], : m.shape[2]] = m
+    return out
+
+
+def _per_item(values: torch.Tensor, where: torch.Tensor) -> list[np.ndarray]:
+    """``values[where]`` split by item (host arrays), for a ``(B, ...)`` stack."""
+    sizes = where.flatten(1).sum(dim=1).tolist()
+    flat = values[where].cpu().numpy()
+    return list(np.split(flat, np.cumsum(sizes)[:-1]))
+
+
+def _stack_distances(
+    group: list[_Item], pooled: bool, tolerance: float, areas: dict[tuple[float, ...], Any]
+) -> None:
+    """Fill hd, hd95, assd, avd and nsd of every item of ``group`` (computed together)."""
+    A, M = _pad_stack([it.a for it in group]), _pad_stack([it.m for it in group])
+    spacing = torch.tensor([it.spacing for it in group], dtype=torch.float64, device=A.device)
+    dims = (1, 2, 3)
     surf_a, surf_m = voxel_surface(A), voxel_surface(M)
-    to_m = squared_edt(surf_m, spacing)  # d²(., ∂M)
-    to_a = squared_edt(surf_a, spacing)  # d²(., ∂A)
-    a_to_m = torch.sqrt(to_m[surf_a]).cpu().numpy()
-    m_to_a = torch.sqrt(to_a[surf_m]).cpu().numpy()
-    hd = max(float(a_to_m.max()), float(m_to_a.max()))
-    if pooled:
-        hd95 = _percentile(np.concatenate([a_to_m, m_to_a]), 95)
-    else:
-        hd95 = max(_percentile(a_to_m, 95), _percentile(m_to_a, 95))
-    assd = (float(a_to_m.mean()) + float(m_to_a.mean())) / 2.0
-    avd_a = float(torch.sqrt(to_m[A & ~M]).sum()) / a
-    avd_m = float(torch.sqrt(to_a[M & ~A]).sum()) / m
-    row.update(hd=hd, hd95=hd95, assd=assd, avd=max(avd_a, avd_m))
-    row["nsd"] = _surface_dice(A, M, spacing, tolerance, areas) if want_nsd else math.nan
-    return row
+    to_m = torch.sqrt(squared_edt(surf_m, spacing))  # d(., ∂M)
+    to_a = torch.sqrt(squared_edt(surf_a, spacing))  # d(., ∂A)
+    a_to_m, m_to_a = _per_item(to_m, surf_a), _per_item(to_a, surf_m)
+    zero = torch.zeros((), dtype=torch.float64, device=A.device)
+    avd_a = torch.where(A & ~M, to_m, zero).sum(dim=dims).tolist()  # d(a, M) = d(a, ∂M) off M
+    avd_m = torch.where(M & ~A, to_a, zero).sum(dim=dims).tolist()
+    nsd = _surface_dice(A, M, spacing, tolerance, group, areas)
+    for k, it in enumerate(group):
+        d1, d2 = a_to_m[k], m_to_a[k]
+        if pooled:
+            hd95 = _percentile(np.concatenate([d1, d2]), 95)
+        else:
+            hd95 = max(_percentile(d1, 95), _percentile(d2, 95))
+        it.row.update(
+            hd=max(float(d1.max()), float(d2.max())),
+            hd95=hd95,
+            assd=(float(d1.mean()) + float(d2.mean())) / 2.0,
+            avd=max(avd_a[k] / it.row["pred_voxels"], avd_m[k] / it.row["ref_voxels"]),
+            nsd=nsd[k],
+        )
 
 
 def _surface_dice(
     A: torch.Tensor,
     M: torch.Tensor,
-    spacing: Sequence[float],
+    spacing: torch.Tensor,
     tolerance: float,
-    areas: torch.Tensor | None,
-) -> float:
-    assert areas is not None
+    group: list[_Item],
+    areas: dict[tuple[float, ...], Any],
+) -> list[float]:
+    """DeepMind's surface Dice of each item of the stacks (NaN for all when no tolerance)."""
+    if math.isnan(tolerance):
+        return [math.nan] * len(group)
+    table = torch.stack([areas[it.spacing] for it in group])  # (B, 256)
     codes_a, codes_m = corner_codes(A), corner_codes(M)
     border_a = (codes_a != 0) & (codes_a != 255)
     border_m = (codes_m != 0) & (codes_m != 255)
-    area_a, area_m = areas[codes_a[border_a]], areas[codes_m[border_m]]
-    near_a = torch.sqrt(squared_edt(border_m, spacing)[border_a]) <= tolerance
-    near_m = torch.sqrt(squared_edt(border_a, spacing)[border_m]) <= tolerance
-    total = float(area_a.sum()) + float(area_m.sum())
-    return (float(area_a[near_a].sum()) + float(area_m[near_m].sum())) / total
+    item = torch.arange(len(group), device=A.device)[:, None, None, None]
+    area_a = torch.where(border_a, table[item, codes_a], 0.0)
+    area_m = torch.where(border_m, table[item, codes_m], 0.0)
+    near_a = torch.sqrt(squared_edt(border_m, spacing)) <= tolerance
+    near_m = torch.sqrt(squared_edt(border_a, spacing)) <= tolerance
+    dims = (1, 2, 3)
+    total = area_a.sum(dim=dims) + area_m.sum(dim=dims)
+    near = torch.where(near_a, area_a, 0.0).sum(dim=dims) + torch.where(near_m, area_m, 0.0).sum(
+        dim=dims
+    )
+    return (near / total).tolist()
+
+
+def pairs_metrics(
+    pairs: Sequence[tuple[Any, Any]],
+    spacings: Sequence[Sequence[float]],
+    labels: Sequence[int] | None,
+    hd95: str,
+    nsd_tolerance: float,
+    device: str | torch.device,
+) -> list[dict[str, np.ndarray]]:
+    """Per pair, the native engine's result dict (``label``, ``pred_voxels``, ``ref_voxels``,
+    ``inter_voxels`` and the metrics, one entry per label) for pairs of ``(z, y, x)`` label maps
+    (NumPy arrays or tensors) with spacings ``(z, y, x)`` mm, computed on ``device``: the label
+    boxes of all pairs go through the distance transforms in stacks. ``labels`` None: every
+    non-zero label of either map; ``hd95`` ``"max_directed"``/``"pooled"``; ``nsd_tolerance``
+    NaN for none."""
+    want_nsd = not math.isnan(nsd_tolerance)
+    rows: list[list[dict[str, float]]] = []
+    items: list[_Item] = []
+    areas: dict[tuple[float, ...], Any] = {}
+    for index, ((pred, ref), spacing) in enumerate(zip(pairs, spacings, strict=True)):
+        sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+        p = torch.as_tensor(pred).to(device=device, dtype=torch.int64)
+        r = torch.as_tensor(ref).to(device=device, dtype=torch.int64)
+        if labels is None:
+            present = torch.unique(torch.cat([torch.unique(p), torch.unique(r)]))
+            wanted = [int(v) for v in present.tolist() if v != 0]
+        else:
+            wanted = [int(v) for v in labels]
+        pair_rows = []
+        for label in wanted:
+            row, a, m = _counts_row(p, r, label, want_nsd)
+            pair_rows.append(row)
+            if a is not None and m is not None:
+                items.append(_Item(index, row, a, m, sp))
+                if want_nsd and sp not in areas:
+                    table = _native.surfel_areas(sp)
+                    areas[sp] = torch.as_tensor(table, dtype=torch.float64, device=p.device)
+        rows.append(pair_rows)
+    for group in _stacks(items):
+        _stack_distances(group, hd95 == "pooled", nsd_tolerance, areas)
+    return [_result_dict(pair_rows) for pair_rows in rows]
+
+
+def _result_dict(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    keys = ("label", "pred_voxels", "ref_voxels", "inter_voxels")
+    out = {k: np.array([row[k] for row in rows], dtype=np.int64) for k in keys}
+    for name in ("dice", "jaccard", "vs", "hd", "hd95", "avd", "assd", "nsd"):
+        out[name] = np.array([row[name] for row in rows], dtype=np.float64)
+    return out
 
 
 def pair_metrics(
@@ -175,26 +305,5 @@ def pair_metrics(
     nsd_tolerance: float,
     device: str | torch.device,
 ) -> dict[str, np.ndarray]:
-    """The native engine's result dict (``label``, ``pred_voxels``, ``ref_voxels``,
-    ``inter_voxels`` and the metrics, one entry per label) for one pair of ``(z, y, x)`` label
-    maps (NumPy arrays or tensors), computed on ``device``. ``labels`` None: every non-zero label
-    of either map; ``hd95`` ``"max_directed"``/``"pooled"``; ``nsd_tolerance`` NaN for none."""
-    p = torch.as_tensor(pred).to(device=device, dtype=torch.int64, non_blocking=True)
-    r = torch.as_tensor(ref).to(device=device, dtype=torch.int64, non_blocking=True)
-    if labels is None:
-        present = torch.unique(torch.cat([torch.unique(p), torch.unique(r)]))
-        wanted = [int(v) for v in present.tolist() if v != 0]
-    else:
-        wanted = [int(v) for v in labels]
-    areas = None
-    if not math.isnan(nsd_tolerance):
-        table = _native.surfel_areas(tuple(float(s) for s in spacing))  # type: ignore[arg-type]
-        areas = torch.as_tensor(np.asarray(table), dtype=torch.float64, device=p.device)
-    rows = [
-        _label_row(p, r, label, spacing, hd95 == "pooled", nsd_tolerance, areas) for label in wanted
-    ]
-    keys = ("label", "pred_voxels", "ref_voxels", "inter_voxels")
-    out = {k: np.array([row[k] for row in rows], dtype=np.int64) for k in keys}
-    for name in ("dice", "jaccard", "vs", "hd", "hd95", "avd", "assd", "nsd"):
-        out[name] = np.array([row[name] for row in rows], dtype=np.float64)
-    return out
+    """:func:`pairs_metrics` of one pair."""
+    return pairs_metrics([(pred, ref)], [spacing], labels, hd95, nsd_tolerance, device)[0]
