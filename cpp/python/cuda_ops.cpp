@@ -12,6 +12,7 @@
 #include "bind.h"
 #include "intensity/intensity.h"
 #include "loss/loss.h"
+#include "metrics/edt_cuda.h"
 
 namespace py = pybind11;
 
@@ -296,6 +297,36 @@ void bind_cuda(py::module_& m) {
       "float32 device arrays of n values; launched on `stream` (cudaStream_t as integer).");
   bind_augment_cuda(c);
   bind_loss_cuda(c);
+  c.def(
+      "edt_envelope_pass",
+      [](uintptr_t d, uintptr_t spacing, int64_t items, const std::vector<int64_t>& shape, int axis,
+         int64_t line_begin, int64_t line_count, uintptr_t scratch, uintptr_t positions,
+         uintptr_t stream) {
+        if (shape.size() != 3 || shape[0] < 1 || shape[1] < 1 || shape[2] < 1) {
+          throw py::value_error("shape: expected (z, y, x) sizes >= 1");
+        }
+        if (axis < 0 || axis > 2) throw py::value_error("axis: expected 0, 1 or 2");
+        const int64_t lines = items * shape[0] * shape[1] * shape[2] / shape[axis];
+        if (items < 0 || line_begin < 0 || line_count < 0 || line_begin + line_count > lines) {
+          throw py::value_error("edt_envelope_pass: lines [" + std::to_string(line_begin) + ", " +
+                                std::to_string(line_begin + line_count) + ") outside [0, " +
+                                std::to_string(lines) + ")");
+        }
+        if (line_count > 0 && (d == 0 || spacing == 0 || scratch == 0 || positions == 0)) {
+          throw py::value_error("edt_envelope_pass: null device pointer");
+        }
+        py::gil_scoped_release release;
+        envelope_pass_cuda(reinterpret_cast<double*>(d), reinterpret_cast<const double*>(spacing),
+                           items, Shape3{shape[0], shape[1], shape[2]}, axis, line_begin,
+                           line_count, reinterpret_cast<double*>(scratch),
+                           reinterpret_cast<int64_t*>(positions), stream);
+      },
+      py::arg("d_ptr"), py::arg("spacing_ptr"), py::arg("items"), py::arg("shape"), py::arg("axis"),
+      py::arg("line_begin"), py::arg("line_count"), py::arg("scratch_ptr"),
+      py::arg("positions_ptr"), py::arg("stream"),
+      "One squared-EDT envelope pass along `axis` of an (items, z, y, x) float64 stack, in place;\n"
+      "spacing: `items` float64 (mm along `axis`); scratch (4 n + 2) float64 and positions n int64\n"
+      "per line of the call.");
 }
 
 }  // namespace fastseg

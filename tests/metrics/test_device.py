@@ -179,3 +179,23 @@ def test_cuda_batch_equals_the_cpu_batch() -> None:
                 assert mine[key] == pytest.approx(ref_row[key], rel=1e-6, abs=1e-9), key
             assert mine["pred_voxels"] == ref_row["pred_voxels"]
             assert mine["empty"] == ref_row["empty"]
+
+
+@pytest.mark.cuda
+def test_cuda_envelope_pass_equals_the_line_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA kernel (the CPU's envelope routine, one thread per line) against the O(n²)
+    line minimum, every axis, a stack of items with their own spacings, chunked lines."""
+    import fastseg.metrics._device as device
+
+    rng = np.random.default_rng(5)
+    stack = torch.from_numpy(rng.random((3, 9, 13, 6)) < 0.08).cuda()
+    spacing = torch.tensor([[2.5, 0.8, 0.8], [1.0, 1.0, 1.0], [0.7, 3.1, 1.3]], device="cuda")
+    monkeypatch.setattr(device, "MAX_LINE_ELEMENTS", 200)  # several chunks of lines
+    kernel = squared_edt(stack, spacing).cpu()
+    monkeypatch.setattr(device._native.core, "cuda", None)  # the tensor-operation path
+    reference = squared_edt(stack, spacing).cpu()
+    np.testing.assert_allclose(kernel.numpy(), reference.numpy(), rtol=1e-12)
+    for k in range(3):
+        mask = stack[k].cpu().numpy().astype(np.uint8)
+        sp = tuple(float(v) for v in spacing[k].tolist())
+        np.testing.assert_allclose(kernel[k].numpy(), _native.squared_edt(mask, sp), rtol=1e-12)

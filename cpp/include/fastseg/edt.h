@@ -29,6 +29,7 @@
 #include <limits>
 #include <vector>
 
+#include "fastseg/edt_line.h"
 #include "fastseg/parallel.h"
 #include "fastseg/shape.h"
 
@@ -36,70 +37,18 @@ namespace fastseg::edt {
 
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Work buffers for one line of length n.
+// Work buffers for one line of length n (envelope_line's scratch).
 struct LineBuffers {
-  std::vector<double> f, g, zn, zd;
+  std::vector<double> fv, gv, zn, zd;
   std::vector<int64_t> v;
-  explicit LineBuffers(int64_t n) : f(n), g(n), zn(n + 1), zd(n + 1), v(n) {}
+  explicit LineBuffers(int64_t n) : fv(n), gv(n), zn(n + 1), zd(n + 1), v(n) {}
 };
 
-// In-place 1D step along a line: d[i * stride] = min_q f(q) + (s (i - q))^2 over the n samples,
-// f(q) = d[q * stride] on entry. Infinite samples take no part; an all-infinite line stays so.
-// When `need` is non-null only positions with need[i * need_stride] != 0 are written.
-// Parabola intersections are kept as fractions zn / zd (zd > 0) and compared by cross
-// multiplication, which avoids a division per sample.
+// envelope_line (edt_line.h) with the buffers of `buf`.
 inline void lower_envelope_line(double* d, int64_t n, int64_t stride, double s, LineBuffers& buf,
                                 const uint8_t* need = nullptr, int64_t need_stride = 0) {
-  double* f = buf.f.data();
-  double* g = buf.g.data();
-  double* zn = buf.zn.data();
-  double* zd = buf.zd.data();
-  int64_t* v = buf.v.data();
-  const double s2 = s * s;
-  // zn[0] / zd[0] = -inf: the bottom parabola is never popped; zn[top + 1] = +inf ends the scan.
-  int64_t k = -1;
-  for (int64_t q = 0; q < n; ++q) {
-    const double fq = d[q * stride];
-    f[q] = fq;
-    if (fq == kInf) continue;
-    const double dq = static_cast<double>(q);
-    const double gq = fq + s2 * dq * dq;
-    g[q] = gq;
-    if (k < 0) {
-      k = 0;
-      v[0] = q;
-      zn[0] = -kInf;
-      zd[0] = 1.0;
-      continue;
-    }
-    double num, den;
-    for (;;) {
-      const int64_t p = v[k];
-      num = gq - g[p];
-      den = 2.0 * s2 * static_cast<double>(q - p);
-      // Pop the top parabola when the new one undercuts it before its own start zn[k] / zd[k].
-      if (num * zd[k] <= zn[k] * den) {
-        --k;
-      } else {
-        break;
-      }
-    }
-    ++k;
-    v[k] = q;
-    zn[k] = num;
-    zd[k] = den;
-  }
-  if (k < 0) return;  // no finite sample: the line stays infinite
-  zn[k + 1] = kInf;
-  zd[k + 1] = 1.0;
-  k = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double di = static_cast<double>(i);
-    while (zn[k + 1] < di * zd[k + 1]) ++k;
-    if (need != nullptr && need[i * need_stride] == 0) continue;
-    const double t = s * static_cast<double>(i - v[k]);
-    d[i * stride] = f[v[k]] + t * t;
-  }
+  envelope_line(d, n, stride, s, buf.fv.data(), buf.gv.data(), buf.zn.data(), buf.zd.data(),
+                buf.v.data(), need, need_stride);
 }
 
 // First pass: squared distance (mm^2) along z from every voxel of a box of shape `shape` to the

@@ -6,10 +6,10 @@ that it runs where the label maps already are:
 - per label, A = pred == label and M = ref == label, counted and cut to B = bbox(A ∪ M);
 - voxel surfaces ∂A, ∂M (6-neighbourhood, outside B counts as outside: B holds both masks);
 - exact squared Euclidean distance transforms to ∂M and ∂A over B, separable and in float64:
-  along z the distance to the nearest feature of the column, then along y and x the minimum over
-  the line of ``D(q) + (s (i − q))²`` — the value the lower envelope of parabolas gives, here
-  taken over all q of a line at once (O(n²) per line, chunked to bound memory; the lines of B are
-  short); sums formed ((z) + (y)) + (x) as on the CPU;
+  along z, then y, then x, the minimum over the line of ``D(q) + (s (i − q))²`` (sums formed
+  ((z) + (y)) + (x) as on the CPU): on a GPU with fastseg's CUDA kernels by the CPU's own
+  lower-envelope routine (fastseg/edt_line.h), one thread per line; elsewhere over all q of a
+  line at once with tensor operations (O(n²) per line, chunked to bound memory);
 - hd, hd95 (both conventions), assd from the distances at ∂A and ∂M, avd from the distances of
   A \\ M to ∂M and of M \\ A to ∂A (the nearest voxel of a set from outside it lies on its
   surface); the percentiles on the host with NumPy's linear interpolation, as the CPU engine;
@@ -55,7 +55,10 @@ def squared_edt(features: torch.Tensor, spacing: Sequence[float] | torch.Tensor)
 
 def _line_pass(d: torch.Tensor, axis: int, s: torch.Tensor) -> torch.Tensor:
     """``out[b, ..., i] = min_q d[b, ..., q] + (s[b] (i − q))²`` along spatial ``axis`` of a
-    ``(B, z, y, x)`` stack (an all-inf line stays inf)."""
+    ``(B, z, y, x)`` stack (an all-inf line stays inf): on a GPU with fastseg's CUDA kernels the
+    lower envelope per line (O(n)), elsewhere the minimum over the whole line (O(n²))."""
+    if d.is_cuda and _native.core.cuda is not None:
+        return _envelope_pass_cuda(d, axis, s)
     n = d.shape[axis + 1]
     moved = d.movedim(axis + 1, -1)
     lines = moved.reshape(d.shape[0], -1, n)  # (B, L, n)
@@ -68,6 +71,26 @@ def _line_pass(d: torch.Tensor, axis: int, s: torch.Tensor) -> torch.Tensor:
         block = lines[:, start : start + step]
         out[:, start : start + step] = (block[:, :, None, :] + cost[:, None]).amin(dim=3)
     return out.reshape(moved.shape).movedim(-1, axis + 1)
+
+
+def _envelope_pass_cuda(d: torch.Tensor, axis: int, s: torch.Tensor) -> torch.Tensor:
+    """:func:`_line_pass` by ``_core.cuda.edt_envelope_pass``, one thread per line, the lines
+    in chunks whose scratch fits :data:`MAX_LINE_ELEMENTS` doubles."""
+    out = d.contiguous().clone()
+    spacing = s.to(device=d.device, dtype=torch.float64).contiguous()
+    items, shape = int(d.shape[0]), [int(v) for v in d.shape[1:]]
+    n = shape[axis]
+    lines = items * math.prod(shape) // n
+    chunk = max(1, min(lines, MAX_LINE_ELEMENTS // (5 * n + 2)))
+    scratch = torch.empty(chunk * (4 * n + 2), dtype=torch.float64, device=d.device)
+    positions = torch.empty(chunk * n, dtype=torch.int64, device=d.device)
+    stream = int(torch.cuda.current_stream(d.device).cuda_stream)
+    for begin in range(0, lines, chunk):
+        _native.core.cuda.edt_envelope_pass(
+            out.data_ptr(), spacing.data_ptr(), items, shape, axis, begin,
+            min(chunk, lines - begin), scratch.data_ptr(), positions.data_ptr(), stream,
+        )  # fmt: skip
+    return out
 
 
 def voxel_surface(mask: torch.Tensor) -> torch.Tensor:
