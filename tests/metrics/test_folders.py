@@ -143,3 +143,21 @@ def test_dask_scheduler_gives_the_same_rows(tmp_path: Path) -> None:
             pred_dir, ref_dir, scheduler=client, chunk=1, progress=False
         )
     assert distributed_rows == local
+
+
+def test_cli_device_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--device`` reaches the engine: a bad name, or CUDA on a machine without it, is an error
+    naming the option, and no CSV is written."""
+    import torch
+
+    pred_dir, ref_dir, _ = make_folders(tmp_path, n=2)
+    out = tmp_path / "metrics.csv"
+    args = ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)]
+    assert main([*args, "--device", "gpu", "--quiet"]) == 2
+    assert "device: expected cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+    assert not out.exists()
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda", "--quiet"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not out.exists()
+    assert main([*args, "--device", "cpu", "--quiet"]) == 0 and out.exists()
