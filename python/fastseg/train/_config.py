@@ -192,8 +192,8 @@ class TrainConfig:
 
     @property
     def mirror_axes(self) -> list[int]:
-        """The axes flipped by the default augmentation and mirrored at test time: ``data.mirror_axes``
-        (all spatial axes when null), without z for a 2D model."""
+        """The axes flipped by the default augmentation and mirrored at test time:
+        ``data.mirror_axes`` (all spatial axes when null), without z for a 2D model."""
         axes = [0, 1, 2] if self.data.mirror_axes is None else self.data.mirror_axes
         return [a for a in axes if self.model.dimensions == 3 or a != 0]
 
