@@ -173,7 +173,8 @@ def _counts_row(
         other = [k for k in range(3) if k != axis]
         hits = torch.nonzero(either.any(dim=other[1]).any(dim=other[0])).flatten()
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return row, a_full[tuple(box)], m_full[tuple(box)]
+    # copies, so that the full-size masks are freed before the boxes are stacked
+    return row, a_full[tuple(box)].clone(), m_full[tuple(box)].clone()
 
 
 def _stacks(items: list[_Item]) -> list[list[_Item]]:
