@@ -157,6 +157,31 @@ def test_workers_give_the_same_batches_as_in_process(small_store: Path) -> None:
     assert not np.array_equal(other.image.numpy(), ref[0][0].numpy())
 
 
+def test_lent_batches_stay_intact_while_held_and_after_close(small_store: Path) -> None:
+    """CPU batches lend their ring slot's image: a held batch keeps its values while the loader
+    runs on (its slot is not refilled), holding more batches than the ring has slots neither
+    blocks nor corrupts them (they are then copied), a batch outlives the loader's close, and
+    the shared memory is gone from /dev/shm after close even with batches still held."""
+    kwargs: dict[str, Any] = {"patch_size": (8, 16, 12), "batch_size": 2, "seed": 3}
+    with PatchLoader(small_store, workers=0, batches=12, **kwargs) as loader:
+        ref = [(b.image.clone(), b.label.clone()) for b in loader]
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    loader = PatchLoader(small_store, workers=2, prefetch=4, **kwargs)
+    held = [loader.next_batch() for _ in range(9)]  # more than the ring's 4 slots
+    view = held[0].image[:, 0]  # a view keeps the slot lent after the batch object is dropped
+    del held[0]
+    for _ in range(3):
+        loader.next_batch()
+    loader.close()
+    gc.collect()
+    for k, batch in enumerate(held, start=1):
+        assert np.array_equal(batch.image.numpy(), ref[k][0].numpy()), k
+        assert np.array_equal(batch.label.numpy(), ref[k][1].numpy()), k
+    assert np.array_equal(view.numpy(), ref[0][0][:, 0].numpy())
+    if before:
+        assert set(os.listdir("/dev/shm")) <= before  # unlinked although views are alive
+
+
 @pytest.mark.parametrize(
     "spatial",
     [

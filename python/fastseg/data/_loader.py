@@ -1,12 +1,14 @@
 """PatchLoader: worker processes fill a ring of shared-memory batch slots; the main process
-copies each batch out (through pinned memory and a side CUDA stream when the target is a GPU) in
-order k = 0, 1, 2, ...; batch k depends on (seed, rank, k) only."""
+delivers batches in order k = 0, 1, 2, ... — on the CPU lending the slot's image (no copy) and
+copying the label into a reused buffer, to a GPU through pinned memory and a side CUDA stream;
+batch k depends on (seed, rank, k) only."""
 
 from __future__ import annotations
 
 import abc
 import math
 import multiprocessing as mp
+import os
 import queue
 import statistics
 import time
@@ -44,6 +46,77 @@ class Batch:
     cases: list[str]
     index: int
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class _HostBuffers:
+    """Reusable host arrays of one shape and dtype for batches delivered on the CPU: copying a
+    batch out of its ring slot writes into warm memory instead of faulting in fresh pages. An
+    array returns to the pool when the last tensor (or view) over it is gone; while all ``size``
+    are lent out, copies go to fresh arrays."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, size: int) -> None:
+        self.shape, self.dtype, self.size = shape, np.dtype(dtype), size
+        self.made = 0
+        self.free: list[np.ndarray] = []
+
+    def copy(self, source: np.ndarray) -> Any:
+        """A CPU tensor holding ``source`` converted to the pool's dtype."""
+        import torch
+
+        if self.free:
+            buffer = self.free.pop()
+        elif self.made < self.size:
+            self.made += 1
+            buffer = np.empty(self.shape, self.dtype)
+        else:  # the consumer holds every pooled array
+            return torch.from_numpy(source.astype(self.dtype))
+        np.copyto(buffer, source)
+        holder = buffer.view()  # torch.from_numpy keeps it alive as long as any tensor over it
+        weakref.finalize(holder, self.free.append, buffer)
+        return torch.from_numpy(holder)
+
+
+class _SlotLender:
+    """Lends ring slots' images to the consumer without a copy (Linux, where the ring is a file
+    under /dev/shm): each is a view through a second mapping of the shared memory that lives as
+    long as any view of it, so closing the loader never invalidates a batch. A lent slot goes back
+    to the workers (``returned``) once every tensor over its image is gone."""
+
+    def __init__(self, mapping: Any, spec: BatchSpec, slots: int) -> None:
+        self.images = slot_views(mapping, spec, slots)[0]
+        self.lent = 0
+        self.returned: list[int] = []
+
+    @classmethod
+    def attach(cls, shm_name: str, size: int, spec: BatchSpec, slots: int) -> _SlotLender | None:
+        """A lender over the shared memory ``shm_name``, or None where it is not a /dev/shm file."""
+        import mmap
+
+        path = os.path.join("/dev/shm", shm_name.lstrip("/"))
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            mapping = mmap.mmap(fd, size)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        return cls(mapping, spec, slots)
+
+    def lend(self, slot: int) -> Any:
+        """The image of ``slot`` as a CPU tensor, without a copy."""
+        import torch
+
+        holder = self.images[slot].view()
+        self.lent += 1
+        weakref.finalize(holder, self._back, slot)
+        return torch.from_numpy(holder)
+
+    def _back(self, slot: int) -> None:
+        self.lent -= 1
+        self.returned.append(slot)
 
 
 def _resolve_augmentation(augmentation: Any, patch: tuple[int, int, int]) -> dict[str, Any] | None:
@@ -103,6 +176,7 @@ def _state_close(state: dict[str, Any]) -> None:
             q.cancel_join_thread()
             q.close()
     state.pop("views", None)
+    state.pop("lender", None)  # lent batches keep its mapping alive as long as they live
     shm = state.pop("shm", None)
     if shm is not None:
         try:
@@ -336,6 +410,11 @@ class PatchLoader(BatchStream):
         self._state: dict[str, Any] = {}
         self._finalizer: Any = None
         self._copier: _DeviceCopier | None = None
+        self._image_buffers = _HostBuffers(self.spec.image_shape, np.float32, 2)
+        self._label_buffers = _HostBuffers(self.spec.label_shape, np.int64, 2)
+        # CPU batches lend their ring slot's image (no copy) while at least two slots keep
+        # cycling through the workers.
+        self._lends_slots = self.device.type == "cpu" and not self.pin_memory and self.prefetch >= 3
         self._timings: list[dict[str, float]] = []
         self._started_at: float | None = None
 
@@ -350,6 +429,8 @@ class PatchLoader(BatchStream):
         state: dict[str, Any] = {"shm": shm, "procs": []}
         self._finalizer = weakref.finalize(self, _state_close, state)
         state["views"] = slot_views(shm.buf, self.spec, self.prefetch)
+        if self._lends_slots:
+            state["lender"] = _SlotLender.attach(shm.name, shm.size, self.spec, self.prefetch)
         state["tasks"] = ctx.Queue()
         state["results"] = ctx.Queue()
         for w in range(self.workers):
@@ -410,14 +491,25 @@ class PatchLoader(BatchStream):
             batch = self._deliver(k, image, label, cases, timings, owned=True)
         else:
             self._start()
+            lender: _SlotLender | None = self._state.get("lender")
+            if lender is not None:
+                while lender.returned:
+                    self._schedule(lender.returned.pop())
             t0 = time.perf_counter()
             while k not in self._ready:
                 self._receive()
             slot, cases, timings = self._ready.pop(k)
             timings["wait_s"] = time.perf_counter() - t0
             images, labels = self._state["views"]
-            batch = self._deliver(k, images[slot], labels[slot], cases, timings)
-            self._schedule(slot)
+            if lender is not None and lender.lent < self.prefetch - 2:
+                t0 = time.perf_counter()
+                image = lender.lend(slot)
+                label = self._label_buffers.copy(labels[slot])
+                timings["copy_s"] = time.perf_counter() - t0
+                batch = Batch(image=image, label=label, cases=cases, index=k, timings=timings)
+            else:
+                batch = self._deliver(k, images[slot], labels[slot], cases, timings)
+                self._schedule(slot)
         self._k += 1
         self._timings.append(batch.timings)
         return batch
@@ -457,7 +549,6 @@ class PatchLoader(BatchStream):
     ) -> Batch:
         """The batch from host arrays ``image``/``label``: views of a ring slot, or arrays of
         its own when ``owned``."""
-        import torch
 
         t0 = time.perf_counter()
         if self.device.type == "cuda":
@@ -470,16 +561,23 @@ class PatchLoader(BatchStream):
                 )
             img_t, lab_t = self._copier(image, label)
         else:
-            # Copies (the slot is reused). NumPy's uint8 -> int64 conversion is several times
-            # faster than torch's on a CPU shared with the training step.
-            img_t = torch.from_numpy(image if owned else np.array(image, dtype=np.float32))
-            lab_t = torch.from_numpy(label.astype(np.int64))
+            img_t, lab_t = self._host_tensors(image, label, owned)
             if self.pin_memory:
                 img_t, lab_t = img_t.pin_memory(), lab_t.pin_memory()
         timings["copy_s"] = time.perf_counter() - t0
         if self._gpu_pipeline is not None:
             img_t, lab_t, timings["augment_s"] = self._augment_on_device(k, img_t, lab_t, cases)
         return Batch(image=img_t, label=lab_t, cases=cases, index=k, timings=timings)
+
+    def _host_tensors(self, image: np.ndarray, label: np.ndarray, owned: bool) -> tuple[Any, Any]:
+        """CPU tensors of a batch: copies of a ring slot (which is reused) in pooled buffers, or
+        the arrays themselves when ``owned``. NumPy widens the labels: several times faster than
+        torch's uint8 -> int64 conversion on a CPU shared with the training step."""
+        import torch
+
+        if owned:
+            return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
+        return self._image_buffers.copy(image), self._label_buffers.copy(label)
 
     def _augment_on_device(
         self, k: int, image: Any, label: Any, cases: list[str]
