@@ -48,6 +48,30 @@ class Batch:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class _Lent:
+    """Objects lent out until a holder array dies. The weak-reference callback that notices it
+    is a bare ``list.append`` (no Python code runs at collection time, so a Ctrl-C can never be
+    raised, and swallowed, inside it); ``collect`` hands back what came free since."""
+
+    def __init__(self) -> None:
+        # keyed by id: a weak reference hashes like its referent, and arrays are unhashable
+        self._out: dict[int, tuple[weakref.ref[np.ndarray], Any]] = {}
+        self._dead: list[weakref.ref[np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self._out) - len(self._dead)
+
+    def lend(self, holder: np.ndarray, item: Any) -> None:
+        ref = weakref.ref(holder, self._dead.append)
+        self._out[id(ref)] = (ref, item)
+
+    def collect(self) -> list[Any]:
+        items = []
+        while self._dead:
+            items.append(self._out.pop(id(self._dead.pop()))[1])
+        return items
+
+
 class _HostBuffers:
     """Reusable host arrays of one shape and dtype for batches delivered on the CPU: copying a
     batch out of its ring slot writes into warm memory instead of faulting in fresh pages. An
@@ -58,11 +82,13 @@ class _HostBuffers:
         self.shape, self.dtype, self.size = shape, np.dtype(dtype), size
         self.made = 0
         self.free: list[np.ndarray] = []
+        self.lent = _Lent()
 
     def copy(self, source: np.ndarray) -> Any:
         """A CPU tensor holding ``source`` converted to the pool's dtype."""
         import torch
 
+        self.free.extend(self.lent.collect())
         if self.free:
             buffer = self.free.pop()
         elif self.made < self.size:
@@ -72,7 +98,7 @@ class _HostBuffers:
             return torch.from_numpy(source.astype(self.dtype))
         np.copyto(buffer, source)
         holder = buffer.view()  # torch.from_numpy keeps it alive as long as any tensor over it
-        weakref.finalize(holder, self.free.append, buffer)
+        self.lent.lend(holder, buffer)
         return torch.from_numpy(holder)
 
 
@@ -80,12 +106,11 @@ class _SlotLender:
     """Lends ring slots' images to the consumer without a copy (Linux, where the ring is a file
     under /dev/shm): each is a view through a second mapping of the shared memory that lives as
     long as any view of it, so closing the loader never invalidates a batch. A lent slot goes back
-    to the workers (``returned``) once every tensor over its image is gone."""
+    to the workers (``returned()``) once every tensor over its image is gone."""
 
     def __init__(self, mapping: Any, spec: BatchSpec, slots: int) -> None:
         self.images = slot_views(mapping, spec, slots)[0]
-        self.lent = 0
-        self.returned: list[int] = []
+        self.lent = _Lent()
 
     @classmethod
     def attach(cls, shm_name: str, size: int, spec: BatchSpec, slots: int) -> _SlotLender | None:
@@ -110,13 +135,12 @@ class _SlotLender:
         import torch
 
         holder = self.images[slot].view()
-        self.lent += 1
-        weakref.finalize(holder, self._back, slot)
+        self.lent.lend(holder, slot)
         return torch.from_numpy(holder)
 
-    def _back(self, slot: int) -> None:
-        self.lent -= 1
-        self.returned.append(slot)
+    def returned(self) -> list[int]:
+        """The slots whose images are no longer used."""
+        return self.lent.collect()
 
 
 def _resolve_augmentation(augmentation: Any, patch: tuple[int, int, int]) -> dict[str, Any] | None:
@@ -493,15 +517,15 @@ class PatchLoader(BatchStream):
             self._start()
             lender: _SlotLender | None = self._state.get("lender")
             if lender is not None:
-                while lender.returned:
-                    self._schedule(lender.returned.pop())
+                for slot in lender.returned():
+                    self._schedule(slot)
             t0 = time.perf_counter()
             while k not in self._ready:
                 self._receive()
             slot, cases, timings = self._ready.pop(k)
             timings["wait_s"] = time.perf_counter() - t0
             images, labels = self._state["views"]
-            if lender is not None and lender.lent < self.prefetch - 2:
+            if lender is not None and len(lender.lent) < self.prefetch - 2:
                 t0 = time.perf_counter()
                 image = lender.lend(slot)
                 label = self._label_buffers.copy(labels[slot])
