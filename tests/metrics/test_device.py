@@ -143,6 +143,25 @@ def test_long_lines_are_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_tensor_pairs_are_checked() -> None:
+    """Label maps passed as tensors (the device path takes them as they are) are checked: an
+    integer (z, y, x) map of one shape, spacing from the argument."""
+    from fastseg.errors import GeometryMismatchError
+    from fastseg.metrics._batch import _tensor_pair
+
+    ok = torch.zeros((3, 4, 5), dtype=torch.int16)
+    assert _tensor_pair(ok, ok, (2.0, 1.0, 1.0), "c")[2] == (2.0, 1.0, 1.0)
+    assert _tensor_pair(ok, ok, None, "c")[2] == (1.0, 1.0, 1.0)
+    with pytest.raises(InputError, match="c: pred: expected an integer"):
+        _tensor_pair(ok.float(), ok, None, "c")
+    with pytest.raises(InputError, match="c: ref: expected an integer"):
+        _tensor_pair(ok, ok[0], None, "c")
+    with pytest.raises(GeometryMismatchError, match="c: ref"):
+        _tensor_pair(ok, ok[:, :3], None, "c")
+    with pytest.raises(InputError, match="spacing"):
+        _tensor_pair(ok, ok, (1.0, -1.0, 1.0), "c")
+
+
 def test_device_argument_errors() -> None:
     pair = [(np.ones((3, 3, 3), np.uint8), np.ones((3, 3, 3), np.uint8))]
     with pytest.raises(InputError, match="device"):

@@ -136,7 +136,6 @@ STACK_VOXELS = 1 << 24
 class _Item:
     """One label of one pair with both masks non-empty: the masks cut to bbox(A ∪ M)."""
 
-    pair: int
     row: dict[str, float]
     a: torch.Tensor  # (z, y, x) bool
     m: torch.Tensor
@@ -288,7 +287,7 @@ def pairs_metrics(
     rows: list[list[dict[str, float]]] = []
     items: list[_Item] = []
     areas: dict[tuple[float, ...], Any] = {}
-    for index, ((pred, ref), spacing) in enumerate(zip(pairs, spacings, strict=True)):
+    for (pred, ref), spacing in zip(pairs, spacings, strict=True):
         sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
         p = torch.as_tensor(pred).to(device=device, dtype=torch.int64)
         r = torch.as_tensor(ref).to(device=device, dtype=torch.int64)
@@ -302,7 +301,7 @@ def pairs_metrics(
             row, a, m = _counts_row(p, r, label, want_nsd)
             pair_rows.append(row)
             if a is not None and m is not None:
-                items.append(_Item(index, row, a, m, sp))
+                items.append(_Item(row, a, m, sp))
                 if want_nsd and sp not in areas:
                     table = _native.surfel_areas(sp)
                     areas[sp] = torch.as_tensor(table, dtype=torch.float64, device=p.device)
