@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fastseg.augment import Pipeline, default_config, step_names
+from fastseg.augment._params import StepStreams, step_generator
 from fastseg.errors import InputError
 
 
@@ -244,7 +245,7 @@ def test_elastic_field_is_scipy_smoothed_noise() -> None:
 
     step = {"name": "elastic", "p": 1.0, "grid": (4, 5, 6), "sigma": 1.3, "magnitude": (2.0, 6.0)}
     (p,) = Pipeline([{"name": "flip"}, step]).draw(21, (1, 2, 2, 2))
-    rng = np.random.default_rng([21, 0, 1])
+    rng = step_generator(21, 0, 1)
     rng.random()  # the step's p draw
     magnitude = rng.uniform(2.0, 6.0)
     noise = gaussian_filter(
@@ -253,3 +254,16 @@ def test_elastic_field_is_scipy_smoothed_noise() -> None:
     np.testing.assert_allclose(
         p.spatial.elastic, noise * magnitude / np.abs(noise).max(), rtol=1e-12
     )
+
+
+def test_step_streams_are_the_keyed_generators() -> None:
+    """Re-keying the shared generator gives exactly the stream of a fresh keyed one, whatever
+    was drawn before, and distinct (seed, sample, step) give distinct streams."""
+    streams = StepStreams()
+    seen = set()
+    for seed, index, step in [(0, 0, 0), (2**63 + 5, 7, 3), (0, 1, 0), (0, 0, 1), (1, 0, 0)]:
+        streams(9, 9, 9).random(5)  # leave the shared generator mid-stream
+        got = streams(seed, index, step).random(6)
+        np.testing.assert_array_equal(got, step_generator(seed, index, step).random(6))
+        seen.add(tuple(got))
+    assert len(seen) == 5

@@ -182,23 +182,32 @@ def test_lent_batches_stay_intact_while_held_and_after_close(small_store: Path) 
         assert set(os.listdir("/dev/shm")) <= before  # unlinked although views are alive
 
 
+@pytest.mark.parametrize("cache_mb", [0, 64])
 @pytest.mark.parametrize(
-    "spatial",
+    ("spatial", "patch"),
     [
-        [{"name": "affine", "p_rotation": 1.0, "p_scale": 1.0}, {"name": "flip"}],
-        [{"name": "affine", "p_rotation": 0.5, "p_scale": 0.0}, {"name": "flip"}],
-        [{"name": "flip"}],  # flips only: the loader cuts and flips instead of resampling
+        ([{"name": "affine", "p_rotation": 1.0, "p_scale": 1.0}, {"name": "flip"}], (8, 12, 12)),
+        ([{"name": "affine", "p_rotation": 0.5, "p_scale": 0.0}, {"name": "flip"}], (8, 12, 12)),
+        # flips only: the loader cuts and flips instead of resampling
+        ([{"name": "flip"}], (8, 12, 12)),
+        ([{"name": "flip", "p_axis": 0.7}], (16, 30, 21)),  # padded on both sides
     ],
 )
 def test_augmentation_replays_the_pipeline(
-    small_store: Path, spatial: list[dict[str, Any]]
+    small_store: Path, spatial: list[dict[str, Any]], patch: tuple[int, int, int], cache_mb: int
 ) -> None:
     store = Store.open(small_store)
-    patch = (8, 12, 12)
     config = [*spatial, {"name": "gamma", "p": 1.0}, {"name": "noise", "p": 1.0}, {"name": "blur"}]
     with PatchLoader(
-        small_store, patch_size=patch, batch_size=3, augmentation=config, workers=0, batches=4
+        small_store,
+        patch_size=patch,
+        batch_size=3,
+        augmentation=config,
+        workers=0,
+        batches=4,
+        cache_mb=cache_mb,
     ) as loader:
+        assert loader._maker.cache.enabled == (cache_mb > 0)
         # patch // 8 around the patch for an affine step, nothing for flips alone
         assert loader.spec.margin == ((1, 1, 1) if len(spatial) > 1 else (0, 0, 0))
         pipeline = Pipeline(config, patch_size=patch)

@@ -1,8 +1,10 @@
 """Parameters drawn per sample, and how they are drawn.
 
-Sample ``k`` of a call with seed ``s`` draws step ``i`` from ``numpy.random.default_rng([s, k, i])``,
-so a sample's parameters depend only on (seed, sample index, step) — not on the batch size, on the
-other steps' probabilities or on the device — and replaying them gives the same output.
+Sample ``k`` of a call with seed ``s`` draws step ``i`` from the Philox stream keyed ``(s, k << 32 | i)``
+(``step_generator``), so a sample's parameters depend only on (seed, sample index, step) — not on
+the batch size, on the other steps' probabilities or on the device — and replaying them gives the
+same output. One generator is re-keyed per step (a few microseconds; building a seeded
+``default_rng`` per step cost about 17 us, a quarter of a loader worker's drawing time).
 """
 
 from __future__ import annotations
@@ -99,9 +101,9 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size: int) -
 
 
 def _per_channel(rng: np.random.Generator, step: Step, channels: int, draw: Any) -> np.ndarray:
-    count = channels if step["per_channel"] else 1
-    vals = np.array([draw() for _ in range(count)], dtype=np.float64)
-    return np.repeat(vals, channels, axis=0) if count == 1 else vals
+    if step["per_channel"] and channels > 1:
+        return np.array([draw() for _ in range(channels)], dtype=np.float64)
+    return np.full(channels, draw(), dtype=np.float64)
 
 
 def _draw_affine(rng: np.random.Generator, step: Step, apply: bool) -> dict[str, tuple[float, ...]]:
@@ -190,17 +192,51 @@ def _draw_intensity(
 
 
 def _per_channel_rows(rng: np.random.Generator, step: Step, channels: int, draw: Any) -> np.ndarray:
-    count = channels if step["per_channel"] else 1
-    rows = np.stack([np.asarray(draw(), dtype=np.float64) for _ in range(count)])
-    return np.repeat(rows, channels, axis=0) if count == 1 else rows
+    if step["per_channel"] and channels > 1:
+        return np.stack([np.asarray(draw(), dtype=np.float64) for _ in range(channels)])
+    return np.repeat(np.asarray(draw(), dtype=np.float64)[None], channels, axis=0)
 
 
-def draw_sample(steps: list[Step], seed: int, index: int, channels: int) -> SampleParams:
-    """Draw the parameters of sample ``index`` for a config of normalised steps."""
+class StepStreams:
+    """The generators of (seed, sample, step): one Philox bit generator, re-keyed on each call."""
+
+    def __init__(self) -> None:
+        self._bits = np.random.Philox(key=0)
+        self._rng = np.random.Generator(self._bits)
+        self._zeros = np.zeros(4, dtype=np.uint64)
+
+    def __call__(self, seed: int, index: int, step: int) -> np.random.Generator:
+        self._bits.state = {
+            "bit_generator": "Philox",
+            "state": {
+                "counter": self._zeros.copy(),
+                "key": np.array([seed, (index << 32) | step], dtype=np.uint64),
+            },
+            "buffer": self._zeros.copy(),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return self._rng
+
+
+def step_generator(seed: int, index: int, step: int) -> np.random.Generator:
+    """A fresh generator of step ``step`` of sample ``index`` under ``seed`` (what the draw uses)."""
+    return np.random.Generator(
+        np.random.Philox(key=np.array([seed, (index << 32) | step], dtype=np.uint64))
+    )
+
+
+def draw_sample(
+    steps: list[Step], seed: int, index: int, channels: int, streams: StepStreams | None = None
+) -> SampleParams:
+    """Draw the parameters of sample ``index`` for a config of normalised steps (``streams``: a
+    reusable ``StepStreams``, to save its set-up when drawing many samples)."""
+    streams = streams or StepStreams()
     spatial: dict[str, Any] = {}
     intensity: list[IntensityParams] = []
     for i, step in enumerate(steps):
-        rng = np.random.default_rng([seed, index, i])
+        rng = streams(seed, index, i)
         apply = bool(rng.random() < step["p"])
         name = step["name"]
         if name == "affine":

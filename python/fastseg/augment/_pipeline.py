@@ -12,7 +12,7 @@ import numpy as np
 
 from fastseg import _native
 from fastseg.augment._config import SPATIAL_STEPS, Step, normalize_config
-from fastseg.augment._params import IntensityParams, SampleParams, draw_sample
+from fastseg.augment._params import IntensityParams, SampleParams, StepStreams, draw_sample
 from fastseg.augment._spatial import compile_maps
 from fastseg.errors import InputError
 
@@ -147,9 +147,14 @@ class Pipeline:
         channels = shp[-4]
         if seed is None:
             seed = secrets.randbits(63)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise InputError(f"seed: expected a non-negative integer or None, got {seed!r}")
-        return [draw_sample(self.steps, int(seed), k, channels) for k in range(n)]
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**64
+        ):
+            raise InputError(f"seed: expected an integer in [0, 2**64) or None, got {seed!r}")
+        streams = StepStreams()
+        return [draw_sample(self.steps, int(seed), k, channels, streams) for k in range(n)]
 
     def __call__(
         self,
@@ -173,8 +178,11 @@ class Pipeline:
         params: SampleParams | Sequence[SampleParams],
         *,
         spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        intensity: bool = True,
     ) -> tuple[Any, Any]:
-        """Replay drawn parameters (from :meth:`draw`) on an image and label, as ``__call__``."""
+        """Replay drawn parameters (from :meth:`draw`) on an image and label, as ``__call__``;
+        ``intensity=False`` runs only the spatial part (for a caller that runs the intensity
+        steps later, on a whole batch: they act on each sample independently)."""
         plist = [params] if isinstance(params, SampleParams) else list(params)
         device = _native.device_of(image)
         _check_image_rank(image)
@@ -251,9 +259,8 @@ class Pipeline:
             self.border_value,
             self.label_border_value,
         )
-        for k, step in enumerate(s for s in self.steps if s["name"] not in SPATIAL_STEPS):
-            if n > 0:
-                _run_intensity(out, step, [p.intensity[k] for p in plist])
+        if intensity and n > 0:
+            self.run_intensity(out, plist)
         if out_lab is not None and label_dtype is not None:
             out_lab = (
                 out_lab.astype(label_dtype) if device == "cpu" else out_lab.to(dtype=label_dtype)
@@ -262,6 +269,13 @@ class Pipeline:
             out = out[0]
             out_lab = None if out_lab is None else out_lab[0]
         return out, out_lab
+
+    def run_intensity(self, batch: Any, params: Sequence[SampleParams]) -> None:
+        """The intensity steps, in order, in place on a C-contiguous float32 (n, C, z, y, x)
+        batch (NumPy or CUDA tensor) with one drawn parameter set per sample."""
+        steps = [s for s in self.steps if s["name"] not in SPATIAL_STEPS]
+        for k, step in enumerate(steps):
+            _run_intensity(batch, step, [p.intensity[k] for p in params])
 
 
 def _check_image_rank(image: Any) -> None:

@@ -138,22 +138,35 @@ class CaseCache:
         """``read_patch(start, size)`` of ``case_id``: image (C, z, y, x) float32, label (z, y, x)."""
         if not self.enabled:
             return self.store[case_id].read_patch(start, size)
+        image, label, _ = self._held(case_id)
+        out = np.empty((image.shape[0], *size), dtype=np.float32)
+        out_label = None if label is None else np.empty(tuple(size), dtype=label.dtype)
+        self.read_into(case_id, start, out, out_label)
+        return out, out_label
+
+    def read_into(
+        self, case_id: str, start: Sequence[int], image_out: np.ndarray, label_out: Any
+    ) -> None:
+        """Write the region at ``start`` (z, y, x; may reach outside the case) of a held case into
+        ``image_out`` (C, z, y, x) and ``label_out`` (z, y, x, or None), which may be views (a
+        flipped view writes the region mirrored). Only when ``enabled``."""
         image, label, pads = self._held(case_id)
+        size = image_out.shape[1:]
         shape = image.shape[1:]
         lo = [max(s, 0) for s in start]
         hi = [min(s + n, d) for s, n, d in zip(start, size, shape, strict=True)]
         src = tuple(slice(a, max(a, b)) for a, b in zip(lo, hi, strict=True))
         dst = tuple(slice(a - s, max(a, b) - s) for a, b, s in zip(lo, hi, start, strict=True))
         inside = all(a == s and b == s + n for a, b, s, n in zip(lo, hi, start, size, strict=True))
-        out = np.empty((image.shape[0], *size), dtype=np.float32)
         if not inside:
-            out[...] = pads.reshape(-1, 1, 1, 1)
-        out[(slice(None), *dst)] = image[(slice(None), *src)]
-        out_label = None
-        if label is not None:
-            out_label = np.zeros(tuple(size), dtype=label.dtype)
-            out_label[dst] = label[src]
-        return out, out_label
+            image_out[...] = pads.reshape(-1, 1, 1, 1)
+        image_out[(slice(None), *dst)] = image[(slice(None), *src)]
+        if label_out is not None:
+            if label is None:
+                raise InputError(f"cases: case {case_id!r} has no label map; training needs one")
+            if not inside:
+                label_out[...] = 0
+            label_out[dst] = label[src]
 
 
 class BatchMaker:
@@ -205,16 +218,6 @@ class BatchMaker:
                 img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
         return img, lab
 
-    def _intensity(self, batch: np.ndarray, params: Sequence[Any]) -> None:
-        """The pipeline's intensity steps, in order, in place on ``batch`` (n, C, z, y, x)
-        float32 with one drawn parameter set per sample (as ``Pipeline.apply`` runs them)."""
-        from fastseg.augment._config import SPATIAL_STEPS
-        from fastseg.augment._pipeline import _run_intensity
-
-        steps = [s for s in self.pipeline.steps if s["name"] not in SPATIAL_STEPS]
-        for k, step in enumerate(steps):
-            _run_intensity(batch, step, [p.intensity[k] for p in params])
-
     def plan(
         self, k: int
     ) -> tuple[int, list[tuple[str, tuple[int, int, int], tuple[int, int, int]]]]:
@@ -243,22 +246,37 @@ class BatchMaker:
                 aug_seed, (spec.batch_size, spec.channels, *spec.region_size)
             )
         crop = centre_crop(spec.margin, spec.patch_size)
+        # the patch's offset in its region: the output is the centred patch or the whole region
+        offset = spec.margin if spec.output_size == spec.patch_size else (0, 0, 0)
         cases = []
-        fast: list[int] = []  # flips-only samples: cut here, intensity steps for all at once
         for i, (case_id, start, size) in enumerate(regions):
             self.current_case = case_id
-            case = self.store[case_id]
+            sample = None if params is None else params[i]
             t0 = time.perf_counter()
+            if self.cache.enabled and (sample is None or self._flips_only(sample)):
+                # straight from the held case into the batch; a flipped view mirrors the patch
+                image_view, label_view = image_out[i], label_out[i]
+                for axis in range(3):
+                    if sample is not None and sample.spatial.flip[axis]:
+                        image_view = np.flip(image_view, axis + 1)
+                        label_view = np.flip(label_view, axis)
+                patch_start = tuple(s + o for s, o in zip(start, offset, strict=True))
+                self.cache.read_into(case_id, patch_start, image_view, label_view)
+                read_s += time.perf_counter() - t0
+                cases.append(case_id)
+                continue
             image, label = self.cache.read(case_id, start, size)
             t1 = time.perf_counter()
             read_s += t1 - t0
             if label is None:
                 raise InputError(f"cases: case {case_id!r} has no label map; training needs one")
-            if params is not None and self._flips_only(params[i]):
-                image, label = self._cut_and_flip(image, label, params[i])
-                fast.append(i)
-            elif params is not None:
-                image, label = self.pipeline.apply(image, label, params[i], spacing=case.spacing)
+            if sample is not None and self._flips_only(sample):
+                image, label = self._cut_and_flip(image, label, sample)
+            elif sample is not None:
+                spacing = self.store[case_id].spacing
+                image, label = self.pipeline.apply(
+                    image, label, sample, spacing=spacing, intensity=False
+                )
                 t2 = time.perf_counter()
                 augment_s += t2 - t1
                 t1 = t2
@@ -268,15 +286,16 @@ class BatchMaker:
             label_out[i] = label
             assemble_s += time.perf_counter() - t1
             cases.append(case_id)
-        if fast and params is not None:
+        if params is not None:
+            # every sample's intensity steps at once (they act on each sample independently)
             self.current_case = None
             t0 = time.perf_counter()
-            if len(fast) == spec.batch_size and image_out.flags.c_contiguous:
-                self._intensity(image_out, params)
+            if image_out.flags.c_contiguous:
+                self.pipeline.run_intensity(image_out, params)
             else:
-                sub = np.ascontiguousarray(image_out[fast])
-                self._intensity(sub, [params[i] for i in fast])
-                image_out[fast] = sub
+                batch = np.ascontiguousarray(image_out)
+                self.pipeline.run_intensity(batch, params)
+                image_out[...] = batch
             augment_s += time.perf_counter() - t0
         self.current_case = None
         return cases, {"read_s": read_s, "assemble_s": assemble_s, "augment_s": augment_s}
