@@ -188,3 +188,14 @@ def test_bad_labels_on_cuda_raise_input_error() -> None:
         DiceLoss()(logits, torch.full((2, 4, 4), 3, device="cuda"))
     with pytest.raises(InputError, match="target: expected a tensor on"):
         DiceLoss()(logits, torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("loss", [DiceLoss, DiceCELoss])
+def test_check_labels_off_gives_the_same_loss_without_the_range_read(loss: Any) -> None:
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 6, 5, 4, generator=gen).cuda()
+    target = torch.randint(0, 3, (2, 6, 5, 4), generator=gen).cuda()
+    checked = value_and_grad(loss(), logits, target)
+    unchecked = value_and_grad(loss(check_labels=False), logits, target)
+    assert checked[0] == unchecked[0]
+    np.testing.assert_array_equal(checked[1], unchecked[1])

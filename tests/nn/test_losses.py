@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,26 @@ def test_bad_inputs_raise_input_error(
         DiceLoss()(torch.zeros(logits_shape), target)
     with pytest.raises(InputError, match=match):
         DiceCELoss()(torch.zeros(logits_shape), target)
+
+
+def test_class_weights_are_checked_when_the_loss_is_made() -> None:
+    """A weight vector whose counted classes sum to 0 is refused by the constructor (a check in
+    forward would read a GPU buffer back every call); a wrong length by forward."""
+    with pytest.raises(InputError, match="sum to 0"):
+        DiceLoss(include_background=False, weight=[1.0, 0.0, 0.0])
+    with pytest.raises(InputError, match="sum to 0"):
+        DiceCELoss(weight=[0.0, 0.0])
+    DiceLoss(weight=[1.0, 0.0, 0.0])  # background counts: fine
+    with pytest.raises(InputError, match="expected 3 values"):
+        DiceLoss(weight=[1.0, 1.0])(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+    with pytest.raises(InputError, match="expected 3 values"):
+        DiceCELoss(weight=[1.0, 1.0])(
+            torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+        )
+
+
+@pytest.mark.parametrize("loss", [DiceLoss, DiceCELoss])
+def test_cpu_kernels_check_labels_even_when_told_not_to(loss: Any) -> None:
+    logits = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(InputError, match=r"labels must lie in \[0, 2\]"):
+        loss(check_labels=False)(logits, torch.full((2, 4, 4), 3))

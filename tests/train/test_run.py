@@ -257,3 +257,16 @@ def test_dali_loader_option(
     else:
         result = train_run(tiny_store, tmp_path / "dali", overrides=overrides, log=None)
         assert result.iterations == 2
+
+
+def test_stored_classes_are_checked_against_the_model_classes(tiny_store: Path) -> None:
+    """Training checks the stored labels once at start-up (so the GPU loss need not read every
+    batch's label range back): a label outside the model's classes names the case."""
+    from fastseg.store import Store
+    from fastseg.train._runner import check_stored_classes
+
+    store = Store.open(tiny_store)
+    cases = list(store)
+    check_stored_classes(store, cases, 3)  # labels 1 and 2: fine
+    with pytest.raises(InputError, match=r"case '.+' has labels \[2\], outside the 2 classes"):
+        check_stored_classes(store, cases, 2)

@@ -100,13 +100,19 @@ def _weight_tensor(weight: Sequence[float] | torch.Tensor | None) -> torch.Tenso
     return w
 
 
-def _check_weight(weight: torch.Tensor | None, classes: int, include_background: bool) -> None:
-    if weight is None:
-        return
-    if weight.numel() != classes:
+def _check_weight_count(weight: torch.Tensor | None, classes: int) -> None:
+    if weight is not None and weight.numel() != classes:
         raise InputError(f"weight: expected {classes} values (one per class), got {weight.numel()}")
-    if float(weight[0 if include_background else 1 :].sum()) <= 0:
+
+
+def _check_weight_sum(weight: torch.Tensor | None, include_background: bool) -> None:
+    if weight is not None and float(weight[0 if include_background else 1 :].sum()) <= 0:
         raise InputError("weight: the weights of the classes in the loss sum to 0")
+
+
+def _check_weight(weight: torch.Tensor | None, classes: int, include_background: bool) -> None:
+    _check_weight_count(weight, classes)
+    _check_weight_sum(weight, include_background)
 
 
 def _probs_and_onehot(
@@ -195,6 +201,11 @@ class DiceLoss(nn.Module):
     ``activation="sigmoid"`` makes p the sigmoid of each channel (multi-label): the target is a
     label map (class c is label c; with one channel, label 1 is the foreground) or a 0/1 mask of
     the logits' shape. ``fused=False`` runs :func:`dice_loss_reference` instead of the kernels.
+
+    Labels outside the classes are an error. On a GPU that check reads the target's range back
+    to the host, which waits for every queued kernel; ``check_labels=False`` skips it (labels
+    outside then count in no class) for a training loop whose labels are checked beforehand.
+    The CPU kernels check the labels in their own pass, always.
     """
 
     weight: torch.Tensor | None
@@ -211,6 +222,7 @@ class DiceLoss(nn.Module):
         smooth_nr: float | None = None,
         smooth_dr: float | None = None,
         fused: bool = True,
+        check_labels: bool = True,
     ) -> None:
         super().__init__()
         self.smooth = float(smooth)
@@ -222,7 +234,10 @@ class DiceLoss(nn.Module):
         self.smooth_nr = self.smooth if smooth_nr is None else float(smooth_nr)
         self.smooth_dr = self.smooth if smooth_dr is None else float(smooth_dr)
         self.fused = fused
-        self.register_buffer("weight", _weight_tensor(weight), persistent=False)
+        self.check_labels = bool(check_labels)
+        w = _weight_tensor(weight)
+        _check_weight_sum(w, include_background)  # here: on a GPU it would be a device sync
+        self.register_buffer("weight", w, persistent=False)
 
     def _dice_from_sums(self, sums: torch.Tensor) -> torch.Tensor:
         return dice_from_sums(
@@ -239,8 +254,9 @@ class DiceLoss(nn.Module):
         self, logits: torch.Tensor, target: torch.Tensor, with_ce: bool
     ) -> torch.Tensor:
         sigmoid = _is_sigmoid(self.activation)
-        prepared, offset, _ = _prepare(logits, target, sigmoid, check_labels=logits.is_cuda)
-        _check_weight(self.weight, logits.shape[1], self.include_background)
+        check = logits.is_cuda and self.check_labels
+        prepared, offset, _ = _prepare(logits, target, sigmoid, check_labels=check)
+        _check_weight_count(self.weight, logits.shape[1])
         return fused_sums(logits, prepared, sigmoid=sigmoid, with_ce=with_ce, label_offset=offset)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -281,6 +297,7 @@ class DiceCELoss(nn.Module):
         smooth_nr: float | None = None,
         smooth_dr: float | None = None,
         fused: bool = True,
+        check_labels: bool = True,
     ) -> None:
         super().__init__()
         self.dice = DiceLoss(
@@ -293,7 +310,9 @@ class DiceCELoss(nn.Module):
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             fused=fused,
+            check_labels=check_labels,
         )
+        _check_weight_sum(self.dice.weight, True)  # the cross-entropy weighs every class
         self.dice_weight = float(dice_weight)
         self.ce_weight = float(ce_weight)
 
@@ -304,7 +323,6 @@ class DiceCELoss(nn.Module):
             ce = cross_entropy_reference(logits, target, activation=d.activation, weight=d.weight)
             return self.dice_weight * dice + self.ce_weight * ce
         sums = d._fused_sums(logits, target, with_ce=True)
-        _check_weight(d.weight, logits.shape[1], True)
         dice = d._dice_from_sums(sums)
         voxels = logits[0, 0].numel()
         ce = ce_from_sums(sums, sigmoid=d.activation == "sigmoid", weight=d.weight, voxels=voxels)

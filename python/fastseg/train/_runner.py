@@ -345,6 +345,7 @@ def train_run(
     label_names = store.label_names
     num_classes = max(label_names) + 1 if label_names else 2
     classes = [c for c in sorted(label_names) if c != 0] or [1]
+    check_stored_classes(store, [*train_cases, *val_cases], num_classes)
     in_channels = len(store.channel_names)
 
     from fastseg.nn import build_model, model_spec
@@ -425,14 +426,29 @@ def _run_spec(
     }
 
 
+def check_stored_classes(store: Any, cases: Sequence[str], num_classes: int) -> None:
+    """Every label the store recorded for ``cases`` lies in ``[0, num_classes)``: checked once
+    here, so the loss need not read each GPU batch's label range back (a device sync)."""
+    for case_id in cases:
+        foreground = store[case_id].attrs.get("foreground") or {}
+        present = [int(c) for c in foreground.get("sampled", {})]
+        bad = [c for c in present if not 0 < c < num_classes]
+        if bad:
+            raise InputError(
+                f"{store.url}: case {case_id!r} has labels {bad}, outside the {num_classes} "
+                f"classes of the store's label names {store.label_names}"
+            )
+
+
 def _loss(cfg: TrainConfig) -> nn.Module:
     from fastseg.nn import DiceCELoss, DiceLoss
 
+    # check_labels=False: the cases' labels were checked against the classes at start-up
     base: nn.Module
     if cfg.loss.name == "dice":
-        base = DiceLoss(include_background=cfg.loss.include_background)
+        base = DiceLoss(include_background=cfg.loss.include_background, check_labels=False)
     else:
-        base = DiceCELoss(include_background=cfg.loss.include_background)
+        base = DiceCELoss(include_background=cfg.loss.include_background, check_labels=False)
     if cfg.model.deep_supervision:
         from fastseg.nn import DeepSupervisionLoss
 
