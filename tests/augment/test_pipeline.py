@@ -267,3 +267,18 @@ def test_step_streams_are_the_keyed_generators() -> None:
         np.testing.assert_array_equal(got, step_generator(seed, index, step).random(6))
         seen.add(tuple(got))
     assert len(seen) == 5
+
+
+@pytest.mark.parametrize("name", ["noise", "blur", "brightness", "contrast", "lowres", "gamma"])
+def test_a_step_not_applied_carries_identity_parameters(name: str) -> None:
+    """p = 0: no channel active and the step's neutral values, valid for the kernels even when
+    forced active (then the image is unchanged up to rounding)."""
+    pipeline = Pipeline([{"name": name, "p": 0.0}])
+    (params,) = pipeline.draw(3, (1, 2, 6, 7, 8))
+    (op,) = params.intensity
+    assert not op.active.any()
+    image = np.random.default_rng(0).normal(size=(1, 2, 6, 7, 8)).astype(np.float32)
+    assert np.array_equal(pipeline.apply(image, None, [params])[0], image)
+    forced = type(op)(name=op.name, active=np.ones(2, dtype=bool), values=op.values, key=op.key)
+    replay = type(params)(params.seed, params.index, params.spatial, (forced,))
+    np.testing.assert_allclose(pipeline.apply(image, None, [replay])[0], image, atol=1e-5)

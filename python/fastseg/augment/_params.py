@@ -156,7 +156,11 @@ def _draw_intensity(
     rng: np.random.Generator, step: Step, apply: bool, channels: int
 ) -> IntensityParams:
     name = step["name"]
-    active = (rng.random(channels) < step["p_per_channel"]) & apply
+    if not apply:  # nothing to draw: the step's identity parameters, no channel active
+        return IntensityParams(
+            name=name, active=np.zeros(channels, dtype=bool), values=_identity(step, channels)
+        )
+    active = rng.random(channels) < step["p_per_channel"]
     values: dict[str, np.ndarray] = {}
     key = 0
     if name == "noise":
@@ -189,6 +193,39 @@ def _draw_intensity(
     else:  # pragma: no cover - names are validated
         raise AssertionError(name)
     return IntensityParams(name=name, active=active, values=values, key=key)
+
+
+def _identity(step: Step, channels: int) -> dict[str, np.ndarray]:
+    """Parameters under which an intensity step changes nothing (those of a step not applied);
+    read-only arrays, shared between samples."""
+    name = step["name"]
+    terms = 0
+    if name == "bias_field":
+        terms = (step["order"] + 1) * (step["order"] + 2) * (step["order"] + 3) // 6
+    return _IDENTITY.get((name, channels, terms)) or _make_identity(name, channels, terms)
+
+
+_IDENTITY: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+
+
+def _make_identity(name: str, channels: int, terms: int) -> dict[str, np.ndarray]:
+    neutral = {  # (value, columns or None)
+        "noise": {"sigma": (0.0, None)},
+        "blur": {"sigma": (0.0, 3)},
+        "brightness": {"multiplier": (1.0, None), "additive": (0.0, None)},
+        "contrast": {"factor": (1.0, None)},
+        "lowres": {"zoom": (1.0, 3)},
+        "gamma": {"gamma": (1.0, None)},
+        "bias_field": {"coefficients": (0.0, terms)},
+    }[name]
+    values = {}
+    for key, (value, columns) in neutral.items():
+        shape = (channels,) if columns is None else (channels, columns)
+        array = np.full(shape, value)
+        array.flags.writeable = False
+        values[key] = array
+    _IDENTITY[(name, channels, terms)] = values
+    return values
 
 
 def _per_channel_rows(rng: np.random.Generator, step: Step, channels: int, draw: Any) -> np.ndarray:
