@@ -251,11 +251,33 @@ def augment_spatial(
         if label is not None and device_of(label) != "cuda":
             raise InputError("label: expected a CUDA tensor like image, got a NumPy array")
         src = image.contiguous()
+        if str(src.dtype) != "torch.float32" or src.dim() != 5:
+            raise InputError(
+                f"image: expected a float32 (N, C, z, y, x) CUDA tensor, got {src.dtype} "
+                f"of shape {tuple(src.shape)}"
+            )
         lab = None if label is None else label.contiguous()
         dtype_name = "uint8" if lab is None else str(lab.dtype).removeprefix("torch.")
         if lab is not None and dtype_name not in _AUGMENT_LABEL_DTYPES:
             raise InputError(
                 f"label: expected an integer dtype {_AUGMENT_LABEL_DTYPES}, got {dtype_name}"
+            )
+        if lab is not None and tuple(lab.shape) != (n, *src.shape[2:]):
+            raise InputError(f"label: expected shape {(n, *src.shape[2:])}, got {tuple(lab.shape)}")
+        # As the CPU binding: the kernel reads n maps, n has_elastic bytes, n control grids.
+        maps = np.ascontiguousarray(maps, dtype=np.float32)
+        has_elastic = np.ascontiguousarray(has_elastic, dtype=np.uint8)
+        if coef is not None:
+            coef = np.ascontiguousarray(coef, dtype=np.float32)
+        if (
+            maps.shape != (n, 12)
+            or has_elastic.shape != (n,)
+            or (coef is not None and (coef.ndim != 5 or coef.shape[0] != n or coef.shape[4] != 3))
+            or (coef is not None and min(coef.shape[1:4]) < 1)
+        ):
+            raise InputError(
+                f"maps/coef/has_elastic: expected ({n}, 12), ({n}, gz, gy, gx, 3) and ({n},), "
+                f"got {maps.shape}, {None if coef is None else coef.shape}, {has_elastic.shape}"
             )
         out = src.new_empty(out_full)
         out_lab = None if lab is None else lab.new_empty((n, *out_shape))
@@ -378,7 +400,20 @@ def _cuda_dice_args(logits: Any, target: Any) -> tuple[Any, Any, list[int]]:
         raise InputError(f"target: expected a tensor on {logits.device} like logits")
     if logits.dim() != 3:
         raise InputError(f"logits: expected shape (N, C, V), got {tuple(logits.shape)}")
-    return logits.contiguous(), target.contiguous(), [int(s) for s in logits.shape]
+    # As the CPU binding: the kernels read (N, V) labels or an (N, C, V) uint8 mask.
+    n, c, v = (int(s) for s in logits.shape)
+    if target.dim() == 3:
+        if tuple(target.shape) != (n, c, v) or _dtype_name(target) != "uint8":
+            raise InputError(
+                f"target: expected a uint8 mask of shape {(n, c, v)} or labels of shape "
+                f"{(n, v)}, got {_dtype_name(target)} of shape {tuple(target.shape)}"
+            )
+    elif tuple(target.shape) != (n, v):
+        raise InputError(
+            f"target: expected labels of shape {(n, v)} for logits {(n, c, v)}, "
+            f"got {tuple(target.shape)}"
+        )
+    return logits.contiguous(), target.contiguous(), [n, c, v]
 
 
 def dice_sums(

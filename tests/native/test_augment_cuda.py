@@ -118,3 +118,26 @@ def test_label_must_be_on_the_image_device() -> None:
     image, label = batch(n=1)
     with pytest.raises(InputError, match="label"):
         Pipeline([])(torch.from_numpy(image).cuda(), label, seed=0)
+
+
+def test_spatial_checks_shapes_and_dtype_before_the_kernel() -> None:
+    """As the CPU binding: a wrong image dtype, label shape or map count is an InputError, not
+    an out-of-bounds read on the device."""
+    import torch
+
+    from fastseg import _native
+    from fastseg.errors import InputError
+
+    image = torch.zeros((2, 1, 4, 5, 6), device="cuda")
+    maps, has = np.zeros((2, 12), np.float32), np.zeros(2, np.uint8)
+    rest = (1, 0, 0, 0.0, 0)
+    with pytest.raises(InputError, match="image: expected a float32"):
+        _native.augment_spatial(image.double(), None, (4, 5, 6), maps, None, has, *rest)
+    with pytest.raises(InputError, match=r"label: expected shape \(2, 4, 5, 6\)"):
+        label = torch.zeros((2, 4, 5, 5), dtype=torch.long, device="cuda")
+        _native.augment_spatial(image, label, (4, 5, 6), maps, None, has, *rest)
+    with pytest.raises(InputError, match="maps/coef/has_elastic"):
+        _native.augment_spatial(image, None, (4, 5, 6), maps[:1], None, has, *rest)
+    with pytest.raises(InputError, match="maps/coef/has_elastic"):
+        coef = np.zeros((1, 2, 2, 2, 3), np.float32)
+        _native.augment_spatial(image, None, (4, 5, 6), maps, coef, has, *rest)

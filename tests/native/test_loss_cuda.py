@@ -199,3 +199,17 @@ def test_check_labels_off_gives_the_same_loss_without_the_range_read(loss: Any) 
     unchecked = value_and_grad(loss(check_labels=False), logits, target)
     assert checked[0] == unchecked[0]
     np.testing.assert_array_equal(checked[1], unchecked[1])
+
+
+def test_cuda_boundary_checks_the_target_shape() -> None:
+    """As the CPU binding: a target that does not match the logits is an InputError, not an
+    out-of-bounds read on the device."""
+    logits = torch.zeros(2, 3, 10, device="cuda")
+    labels = torch.zeros(2, 9, dtype=torch.long, device="cuda")
+    with pytest.raises(InputError, match=r"target: expected labels of shape \(2, 10\)"):
+        _native.dice_sums(logits, labels, sigmoid=False, with_ce=False)
+    with pytest.raises(InputError, match=r"target: expected labels of shape \(2, 10\)"):
+        _native.dice_backward(logits, labels, torch.zeros(2, 3, 4, device="cuda"), sigmoid=False)
+    mask = torch.zeros(2, 1, 10, dtype=torch.uint8, device="cuda")
+    with pytest.raises(InputError, match="target: expected a uint8 mask of shape"):
+        _native.dice_sums(logits, mask, sigmoid=True, with_ce=False)
