@@ -4,7 +4,8 @@
 # Usage (from the repo root, on the GPU machine): bash benchmarks/gpu_check.sh
 # Before the device session, here: bash benchmarks/gpu_prepare.sh, then carry .gpu_data and .whl
 # (gpu_train.py, the GPU busy time during training, needs that store; it is skipped without it).
-# Writes logs under ${OUT:-gpu_check_out}/.
+# Writes logs under ${OUT:-gpu_check_out}/: machine.txt, build.log, cuda_tests.log and one log per
+# benchmark, 8 files in all (no more than 8 files come back from a device run's $OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check_out}"
@@ -12,8 +13,16 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 summary=()
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-card=$(head -n1 "$out/gpu.txt" | cut -d, -f1)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
+card=$(head -n1 "$out/machine.txt" | cut -d, -f1)
+
+# CMake looks for nvcc only on PATH and in $CUDA_PATH/bin: fall back to the usual toolkit folders.
+if ! command -v nvcc >/dev/null 2>&1; then
+  for d in /usr/local/cuda/bin /usr/local/cuda-*/bin /opt/cuda/bin; do
+    if [ -x "$d/nvcc" ]; then export PATH="$d:$PATH"; break; fi
+  done
+fi
+nvcc --version 2>&1 | tail -n1 | tee -a "$out/machine.txt"
 
 # Carried wheels (benchmarks/gpu_prepare.sh: numcodecs, to read the carried store) go to /tmp/site.
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -28,7 +37,7 @@ else
   tail -n 40 "$out/build.log"
   echo "build failed"; exit 1
 fi
-python3 -m fastseg.cli info | tee "$out/info.txt"
+python3 -m fastseg.cli info | tee -a "$out/machine.txt"
 
 # CUDA tests: files that need only numpy/torch (no nibabel/SimpleITK/zarr on that machine).
 if python3 -m pytest -q -m cuda tests/native tests/infer/test_tta.py tests/metrics/test_device.py -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
