@@ -31,7 +31,9 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 
 start=$(date +%s)
-if FASTSEG_CUDA=ON python3 -m pip install -q --no-build-isolation --no-deps . >"$out/build.log" 2>&1; then
+# sm_90 alone (H100/H200): half the CUDA compile time of the default sm_80 + sm_90
+if FASTSEG_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${FASTSEG_GPU_ARCH:-90}" \
+  python3 -m pip install -q --no-build-isolation --no-deps . >"$out/build.log" 2>&1; then
   summary+=("build (FASTSEG_CUDA=ON)|ok|$(( $(date +%s) - start )) s")
 else
   tail -n 40 "$out/build.log"

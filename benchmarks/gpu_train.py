@@ -14,7 +14,7 @@ The store travels with the repository to the GPU machine (which has no network a
 wheel under .gpu_data/. ``--device cpu`` runs the same measurement without a GPU (no NVML
 figure), to check the script.
 
-Usage: python benchmarks/gpu_train.py [--store .gpu_data/hippocampus.zarr] [--seconds 120]
+Usage: python benchmarks/gpu_train.py [--store .gpu_data/hippocampus.zarr] [--seconds 80]
        [--warmup 20] [--workers N] [--augment-device cuda|cpu] [--device cuda|cpu]
 """
 
@@ -60,7 +60,7 @@ def loader_wait(run_dir: Path) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=".gpu_data/hippocampus.zarr")
-    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seconds", type=float, default=80.0)
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--augment-device", choices=["cuda", "cpu"], default="cuda")

@@ -290,3 +290,35 @@ def test_gpu_sampler_with_fake_nvml(
     assert prof._gpu_warnings({**gpu, "temperature_max_c": 84.0}) == []
     text = dataclasses.replace(compute_bound, gpu=gpu, warnings=[warning]).summary()
     assert "GPU Fake GPU: utilisation mean 90%" in text and "warning: the GPU reached 88" in text
+
+
+def test_gpu_sampler_without_temperature(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card (or sandbox) whose NVML has no temperature or memory reading still gives the
+    utilisation; the extras read NaN and no heat warning is made up."""
+
+    class NVMLError(Exception):
+        pass
+
+    def unsupported(*args: object) -> None:
+        raise NVMLError("Not Supported")
+
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError,
+        NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetName=lambda h: "Fake GPU",
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=97),
+        nvmlDeviceGetMemoryInfo=unsupported,
+        nvmlDeviceGetTemperature=unsupported,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    with prof._NvmlSampler(0, interval_s=0.01) as sampler:
+        deadline = time.monotonic() + 10
+        while len(sampler._samples) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    gpu = sampler.summary()
+    assert gpu is not None and gpu["samples"] >= 3 and gpu["utilization_mean_pct"] == 97
+    assert math.isnan(gpu["temperature_max_c"]) and math.isnan(gpu["memory_max_mib"])
+    assert prof._gpu_warnings(gpu) == []

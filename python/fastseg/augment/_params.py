@@ -209,7 +209,7 @@ _IDENTITY: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
 
 
 def _make_identity(name: str, channels: int, terms: int) -> dict[str, np.ndarray]:
-    neutral = {  # (value, columns or None)
+    table: dict[str, dict[str, tuple[float, int | None]]] = {  # (value, columns or None)
         "noise": {"sigma": (0.0, None)},
         "blur": {"sigma": (0.0, 3)},
         "brightness": {"multiplier": (1.0, None), "additive": (0.0, None)},
@@ -217,7 +217,8 @@ def _make_identity(name: str, channels: int, terms: int) -> dict[str, np.ndarray
         "lowres": {"zoom": (1.0, 3)},
         "gamma": {"gamma": (1.0, None)},
         "bias_field": {"coefficients": (0.0, terms)},
-    }[name]
+    }
+    neutral = table[name]
     values = {}
     for key, (value, columns) in neutral.items():
         shape = (channels,) if columns is None else (channels, columns)

@@ -287,11 +287,19 @@ class _NvmlSampler:
         while not self._stop.is_set():
             try:
                 util = nv.nvmlDeviceGetUtilizationRates(self._handle).gpu
-                mem = nv.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
-                temp = nv.nvmlDeviceGetTemperature(self._handle, nv.NVML_TEMPERATURE_GPU)
-                self._samples.append((time.monotonic(), float(util), float(mem), float(temp)))
             except nv.NVMLError:
                 break
+            # memory and temperature are extras: a card or sandbox without them reads NaN
+            mem = temp = math.nan
+            try:
+                mem = nv.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
+            except nv.NVMLError:
+                pass
+            try:
+                temp = nv.nvmlDeviceGetTemperature(self._handle, nv.NVML_TEMPERATURE_GPU)
+            except nv.NVMLError:
+                pass
+            self._samples.append((time.monotonic(), float(util), float(mem), float(temp)))
             self._stop.wait(self._interval)
 
     def __enter__(self) -> _NvmlSampler:
@@ -315,14 +323,20 @@ class _NvmlSampler:
             "samples": len(util),
             "utilization_mean_pct": sum(util) / len(util),
             "utilization_max_pct": max(util),
-            "memory_max_mib": max(mem),
-            "temperature_max_c": max(temp),
+            "memory_max_mib": _max_or_nan(mem),
+            "temperature_max_c": _max_or_nan(temp),
         }
+
+
+def _max_or_nan(values: Sequence[float]) -> float:
+    """The largest of the values that are not NaN; NaN when none is."""
+    known = [v for v in values if not math.isnan(v)]
+    return max(known) if known else math.nan
 
 
 def _gpu_warnings(gpu: Mapping[str, Any] | None) -> list[str]:
     """A warning when the card ran at or above :data:`HOT_CELSIUS`."""
-    if gpu is None or gpu["temperature_max_c"] < HOT_CELSIUS:
+    if gpu is None or not gpu["temperature_max_c"] >= HOT_CELSIUS:  # NaN: not known
         return []
     return [
         f"the GPU reached {gpu['temperature_max_c']:.0f} °C (≥ {HOT_CELSIUS:.0f} °C): it may be "
