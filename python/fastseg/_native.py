@@ -78,6 +78,14 @@ def _current_stream(tensor: Any) -> int:
     return int(torch.cuda.current_stream(tensor.device).cuda_stream)
 
 
+def on_device_of(tensor: Any) -> Any:
+    """Context making ``tensor``'s GPU the current one for a kernel launch (the kernels launch
+    on the current device: a tensor on cuda:1 while cuda:0 is current would fail)."""
+    import torch
+
+    return torch.cuda.device(tensor.device)
+
+
 def window(image: Any, lo: float, hi: float, offset: float, scale: float) -> Any:
     """``(clip(image, lo, hi) - offset) * scale`` as float32, same shape, on image's device.
 
@@ -88,16 +96,17 @@ def window(image: Any, lo: float, hi: float, offset: float, scale: float) -> Any
         kernels = require_cuda_kernels()
         src = image.float().contiguous()
         out = src.new_empty(src.shape)
-        kernels.window(
-            src.data_ptr(),
-            out.data_ptr(),
-            src.numel(),
-            float(lo),
-            float(hi),
-            float(offset),
-            float(scale),
-            _current_stream(src),
-        )
+        with on_device_of(src):
+            kernels.window(
+                src.data_ptr(),
+                out.data_ptr(),
+                src.numel(),
+                float(lo),
+                float(hi),
+                float(offset),
+                float(scale),
+                _current_stream(src),
+            )
         return out
     src_np = host_array(image)
     if src_np.dtype == np.int8 or src_np.dtype == np.uint32 or src_np.dtype == np.int64:
@@ -283,25 +292,26 @@ def augment_spatial(
         out_lab = None if lab is None else lab.new_empty((n, *out_shape))
         d_maps, d_coef, d_has = _device_params(src, maps, coef, has_elastic)
         grid = [0, 0, 0] if coef is None else [int(g) for g in coef.shape[1:4]]
-        kernels.augment_spatial(
-            src.data_ptr(),
-            _ptr(lab),
-            out.data_ptr(),
-            _ptr(out_lab),
-            dtype_name,
-            list(src.shape),
-            list(out_full),
-            _ptr(d_maps),
-            _ptr(d_coef),
-            _ptr(d_has),
-            grid,
-            int(image_order),
-            int(label_mode),
-            int(border),
-            float(cval),
-            int(label_cval),
-            _current_stream(src),
-        )
+        with on_device_of(src):
+            kernels.augment_spatial(
+                src.data_ptr(),
+                _ptr(lab),
+                out.data_ptr(),
+                _ptr(out_lab),
+                dtype_name,
+                list(src.shape),
+                list(out_full),
+                _ptr(d_maps),
+                _ptr(d_coef),
+                _ptr(d_has),
+                grid,
+                int(image_order),
+                int(label_mode),
+                int(border),
+                float(cval),
+                int(label_cval),
+                _current_stream(src),
+            )
         return out, out_lab
     src_np = np.ascontiguousarray(image, dtype=np.float32)
     out_np = np.empty(out_full, dtype=np.float32)
@@ -355,7 +365,8 @@ def augment_intensity(op: str, image: Any, active: np.ndarray, *params: Any) -> 
         if op in ("blur", "lowres", "contrast", "gamma"):
             ws = _workspace(image, op)
             args.append(ws.data_ptr())
-        getattr(kernels, f"augment_{op}")(*args, _current_stream(image))
+        with on_device_of(image):
+            getattr(kernels, f"augment_{op}")(*args, _current_stream(image))
         return
     getattr(core, f"augment_{op}")(image, active_u8, *params)
 
@@ -436,20 +447,21 @@ def dice_sums(
         workspace = torch.empty(
             max(int(kernels.dice_workspace_doubles(shape)), 1), dtype=torch.float64, device=x.device
         )
-        kernels.dice_sums(
-            x.data_ptr(),
-            _dtype_name(x),
-            t.data_ptr(),
-            _dtype_name(t),
-            shape,
-            bool(sigmoid),
-            bool(with_ce),
-            t.dim() == 3,
-            int(label_offset),
-            workspace.data_ptr(),
-            sums.data_ptr(),
-            _current_stream(x),
-        )
+        with on_device_of(x):
+            kernels.dice_sums(
+                x.data_ptr(),
+                _dtype_name(x),
+                t.data_ptr(),
+                _dtype_name(t),
+                shape,
+                bool(sigmoid),
+                bool(with_ce),
+                t.dim() == 3,
+                int(label_offset),
+                workspace.data_ptr(),
+                sums.data_ptr(),
+                _current_stream(x),
+            )
         return sums
     x_np, t_np = host_array(logits), host_array(target)
     if x_np.ndim != 3:
@@ -483,19 +495,20 @@ def dice_backward(
                 f"grads: expected shape {(*shape[:2], DICE_GRADS)}, got {tuple(g.shape)}"
             )
         out = torch.empty_like(x)
-        kernels.dice_backward(
-            x.data_ptr(),
-            _dtype_name(x),
-            t.data_ptr(),
-            _dtype_name(t),
-            shape,
-            bool(sigmoid),
-            t.dim() == 3,
-            int(label_offset),
-            g.data_ptr(),
-            out.data_ptr(),
-            _current_stream(x),
-        )
+        with on_device_of(x):
+            kernels.dice_backward(
+                x.data_ptr(),
+                _dtype_name(x),
+                t.data_ptr(),
+                _dtype_name(t),
+                shape,
+                bool(sigmoid),
+                t.dim() == 3,
+                int(label_offset),
+                g.data_ptr(),
+                out.data_ptr(),
+                _current_stream(x),
+            )
         return out
     x_np, t_np = host_array(logits), host_array(target)
     g_np = np.ascontiguousarray(grads, dtype=np.float64)

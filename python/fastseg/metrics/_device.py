@@ -85,11 +85,12 @@ def _envelope_pass_cuda(d: torch.Tensor, axis: int, s: torch.Tensor) -> torch.Te
     scratch = torch.empty(chunk * (4 * n + 2), dtype=torch.float64, device=d.device)
     positions = torch.empty(chunk * n, dtype=torch.int64, device=d.device)
     stream = int(torch.cuda.current_stream(d.device).cuda_stream)
-    for begin in range(0, lines, chunk):
-        _native.core.cuda.edt_envelope_pass(
-            out.data_ptr(), spacing.data_ptr(), items, shape, axis, begin,
-            min(chunk, lines - begin), scratch.data_ptr(), positions.data_ptr(), stream,
-        )  # fmt: skip
+    with _native.on_device_of(d):
+        for begin in range(0, lines, chunk):
+            _native.core.cuda.edt_envelope_pass(
+                out.data_ptr(), spacing.data_ptr(), items, shape, axis, begin,
+                min(chunk, lines - begin), scratch.data_ptr(), positions.data_ptr(), stream,
+            )  # fmt: skip
     return out
 
 
