@@ -7,6 +7,7 @@ which device runs. No other module imports ``_core``. CUDA tensors are recognise
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -343,6 +344,54 @@ def _workspace(image: Any, op: str) -> Any:
     return torch.empty(max(n * c, 1) * 8, dtype=torch.float64, device=image.device)
 
 
+# Per op: (name, dtype, trailing dims after (N, C); None for keys of shape (N,)) of each array,
+# and the values the kernels take (as the CPU bindings check them).
+_INTENSITY_ARRAYS: dict[str, list[tuple[str, Any, tuple[int, ...] | None]]] = {
+    "noise": [("sigma", np.float32, ()), ("keys", np.uint64, None)],
+    "blur": [("sigma", np.float32, (3,))],
+    "brightness": [("mul", np.float32, ()), ("add", np.float32, ())],
+    "contrast": [("factor", np.float32, ())],
+    "lowres": [("zoom", np.float32, (3,))],
+    "gamma": [("gamma", np.float32, ()), ("invert", np.uint8, ())],
+    "bias_field": [("coef", np.float32, (-1,))],
+}
+
+
+def _checked_intensity_params(
+    op: str, image: Any, active: np.ndarray, arrays: list[np.ndarray], flags: list[Any]
+) -> list[np.ndarray]:
+    """The CUDA kernels read raw pointers: check shapes and values as the CPU bindings do and
+    convert to the kernels' dtypes."""
+    if op not in _INTENSITY_ARRAYS:
+        raise InputError(f"op: expected one of {', '.join(_INTENSITY_ARRAYS)}, got {op!r}")
+    n, c = int(image.shape[0]), int(image.shape[1])
+    spec = _INTENSITY_ARRAYS[op]
+    if len(arrays) != len(spec):
+        raise InputError(f"{op}: expected arrays {[name for name, _, _ in spec]}")
+    if active.shape != (n, c):
+        raise InputError(f"active: expected shape {(n, c)}, got {active.shape}")
+    out = []
+    for (name, dtype, tail), array in zip(spec, arrays, strict=True):
+        if tail == (-1,):  # bias field: terms of the polynomial of the given order
+            order = int(flags[0])
+            if not 0 <= order <= 7:
+                raise InputError(f"order: expected 0..7, got {order}")
+            tail = ((order + 1) * (order + 2) * (order + 3) // 6,)
+        shape = (n,) if tail is None else (n, c, *tail)
+        if array.shape != shape:
+            raise InputError(f"{name}: expected shape {shape}, got {array.shape}")
+        out.append(np.ascontiguousarray(array, dtype=dtype))
+    if op == "blur" and not np.all((out[0] >= 0) & (out[0] <= 64)):
+        raise InputError("sigma: expected values in [0, 64] voxels")
+    if op == "lowres" and not np.all((out[0] > 0) & (out[0] <= 1)):
+        raise InputError("zoom: expected values in (0, 1]")
+    if op == "gamma" and not np.all(out[0] > 0):
+        raise InputError("gamma: expected values > 0")
+    if op == "noise" and math.prod(image.shape[2:]) >= 2**32:
+        raise InputError("image: expected fewer than 2^32 voxels per channel for the noise counter")
+    return out
+
+
 def augment_intensity(op: str, image: Any, active: np.ndarray, *params: Any) -> None:
     """Apply intensity op ``op`` in place to a C-contiguous float32 (N, C, z, y, x) batch.
 
@@ -360,6 +409,7 @@ def augment_intensity(op: str, image: Any, active: np.ndarray, *params: Any) -> 
             )
         arrays = [p for p in params if isinstance(p, np.ndarray)]
         flags = [p for p in params if not isinstance(p, np.ndarray)]
+        arrays = _checked_intensity_params(op, image, active_u8, arrays, flags)
         dev = _device_params(image, active_u8, *arrays)
         args: list[Any] = [image.data_ptr(), list(image.shape), *[_ptr(t) for t in dev], *flags]
         if op in ("blur", "lowres", "contrast", "gamma"):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastseg import _native
+from fastseg.errors import InputError
 
 
 def reference_window(
@@ -90,3 +91,41 @@ def test_window_accepts_equal_dtype_objects_and_big_endian() -> None:
     expected = reference_window(image, -20, 30, -20, 0.02)
     np.testing.assert_allclose(_native.window(distinct, -20, 30, -20, 0.02), expected)
     np.testing.assert_allclose(_native.window(big_endian, -20, 30, -20, 0.02), expected)
+
+
+@pytest.mark.parametrize(
+    ("op", "arrays", "flags", "match"),
+    [
+        ("blur", [np.full((2, 1, 3), 65.0)], [], r"sigma: expected values in \[0, 64\]"),
+        ("blur", [np.full((2, 1), 1.0)], [], r"sigma: expected shape \(2, 1, 3\)"),
+        ("lowres", [np.zeros((2, 1, 3))], [], r"zoom: expected values in \(0, 1\]"),
+        ("gamma", [np.zeros((2, 1)), np.zeros((2, 1))], [True], "gamma: expected values > 0"),
+        ("noise", [np.ones((2, 1)), np.ones(3, np.uint64)], [], r"keys: expected shape \(2,\)"),
+        ("bias_field", [np.ones((2, 1, 4))], [2], r"coef: expected shape \(2, 1, 10\)"),
+        ("bias_field", [np.ones((2, 1, 4))], [9], "order: expected 0..7"),
+        ("brightness", [np.ones((2, 1))], [], r"brightness: expected arrays \['mul', 'add'\]"),
+        ("sharpen", [], [], "op: expected one of"),
+    ],
+)
+def test_cuda_parameter_checks_match_the_cpu_bindings(
+    op: str, arrays: list[np.ndarray], flags: list[object], match: str
+) -> None:
+    """The CUDA path hands raw pointers to the kernels: its parameters are checked (shape, the
+    values the CPU bindings refuse) before any copy; only the image's shape is read here."""
+    image = np.zeros((2, 1, 3, 4, 5), dtype=np.float32)
+    active = np.ones((2, 1), dtype=np.uint8)
+    with pytest.raises(InputError, match=match):
+        _native._checked_intensity_params(op, image, active, arrays, flags)
+
+
+def test_cuda_parameters_come_back_in_the_kernels_dtypes() -> None:
+    image = np.zeros((2, 3, 3, 4, 5), dtype=np.float32)
+    active = np.ones((2, 3), dtype=np.uint8)
+    gamma, invert = _native._checked_intensity_params(
+        "gamma", image, active, [np.full((2, 3), 1.5), np.ones((2, 3), bool)], [True]
+    )
+    assert gamma.dtype == np.float32 and invert.dtype == np.uint8 and gamma.flags.c_contiguous
+    (coef,) = _native._checked_intensity_params(
+        "bias_field", image, active, [np.zeros((2, 3, 1))], [0]
+    )
+    assert coef.shape == (2, 3, 1) and coef.dtype == np.float32
