@@ -164,6 +164,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        resume=args.resume,
     )
     print(report.summary())
     return 0 if report.ok else 1
@@ -344,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the run's)")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (default 1)")
+    p.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="skip cases whose outputs exist (continue an interrupted run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_predict)
 

@@ -324,3 +324,29 @@ def test_dicom_series_folder(ct: dict[str, Path], shared_data: Path, tmp_path: P
         pred = read(out / "mr_series_hippocrop.nii.gz")
         assert pred.shape == original.shape
         np.testing.assert_allclose(pred.affine, original.affine, atol=1e-4)
+
+
+def test_continue_skips_complete_cases_and_redoes_the_rest(
+    ct: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupted folder prediction continues: cases with their outputs are skipped (not
+    rewritten), a case missing its probability file (interrupted between the two writes) and a
+    case never reached are predicted."""
+    out = tmp_path / "out"
+    first = predict(ct["run"], ct["src"] / "imagesTr", out, probabilities=True, progress=False)
+    assert sorted(first.written) == ["case_0", "case_1", "case_2"]
+    kept = (out / "case_0.nii.gz").stat().st_mtime_ns
+    case_2 = read(out / "case_2.nii.gz").array
+    (out / "case_1_probabilities.npz").unlink()
+    (out / "case_2.nii.gz").unlink()
+    (out / "case_2_probabilities.npz").unlink()
+    again = predict(
+        ct["run"], ct["src"] / "imagesTr", out, probabilities=True, progress=False, resume=True
+    )
+    assert list(again.skipped) == ["case_0"] and sorted(again.written) == ["case_1", "case_2"]
+    assert (out / "case_0.nii.gz").stat().st_mtime_ns == kept
+    assert (out / "case_1_probabilities.npz").is_file() and (out / "case_2.nii.gz").is_file()
+    np.testing.assert_array_equal(read(out / "case_2.nii.gz").array, case_2)
+    code = main(["predict", str(ct["run"]), str(ct["src"] / "imagesTr"), str(out),
+                 "--quiet", "--continue"])  # fmt: skip
+    assert code == 0 and "skipped 3 case(s) already predicted" in capsys.readouterr().out

@@ -45,11 +45,13 @@ def pad_values(image: np.ndarray) -> np.ndarray:
 @dataclass
 class PredictReport:
     """What :func:`predict` did: ``written`` maps each case name to its label file,
-    ``failed`` maps names to the reason, ``elapsed_s`` seconds in all."""
+    ``skipped`` those already complete (``resume``), ``failed`` maps names to the reason,
+    ``elapsed_s`` seconds in all."""
 
     written: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +59,8 @@ class PredictReport:
 
     def summary(self) -> str:
         lines = [f"predicted {len(self.written)} case(s) in {self.elapsed_s:.1f} s"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} case(s) already predicted")
         if self.failed:
             lines.append(f"FAILED {len(self.failed)} case(s):")
             lines += [f"  {name}: {reason}" for name, reason in self.failed.items()]
@@ -292,6 +296,7 @@ def predict(
     overlap: float | None = None,
     batch_size: int = 1,
     progress: bool = True,
+    resume: bool = False,
 ) -> PredictReport:
     """Segment ``inputs`` (an image file, a folder of image files — nnU-Net ``_0000``,
     ``_0001`` channel files of one case are grouped —, a DICOM series folder or a folder of
@@ -305,7 +310,10 @@ def predict(
     present; ``overlap`` overrides the run's sliding-window overlap; ``batch_size`` windows go
     through the model per forward pass (more use a GPU better). A case that fails is
     listed in ``report.failed`` and skipped; the others are still written. Existing output
-    files are overwritten (each is replaced atomically, never left half-written).
+    files are overwritten (each is replaced atomically, never left half-written), unless
+    ``resume``: then a case whose label file (and, with ``probabilities``, probability file)
+    exists is skipped — an interrupted run continues where it stopped (the label file is
+    written last, so its presence means the case is complete).
     """
     from tqdm.auto import tqdm
 
@@ -344,6 +352,10 @@ def predict(
         for scan in scans:
             bar.set_postfix_str(scan.name)
             target = out if single_file else out / f"{scan.name}{scan.ext}"
+            if resume and _complete(target, probabilities):
+                report.skipped[scan.name] = str(target)
+                bar.update(1)
+                continue
             try:
                 _predict_one(run, scan, target, probabilities)
             except (FastsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
@@ -358,6 +370,15 @@ def predict(
     return report
 
 
+def _probabilities_path(target: Path) -> Path:
+    return target.with_name(f"{_split_name(target.name)[0]}_probabilities.npz")
+
+
+def _complete(target: Path, probabilities: bool) -> bool:
+    """Whether a case's outputs exist (labels are written after the probabilities)."""
+    return target.is_file() and (not probabilities or _probabilities_path(target).is_file())
+
+
 def _predict_one(run: _Predictor, scan: _Scan, target: Path, probabilities: bool) -> None:
     from fastseg.io import write
 
@@ -366,7 +387,6 @@ def _predict_one(run: _Predictor, scan: _Scan, target: Path, probabilities: bool
     vol = run.finish(labels, record)
     target.parent.mkdir(parents=True, exist_ok=True)
     if probabilities:
-        stem = _split_name(target.name)[0]
         full = _probabilities_volume(probs, record)
-        _save_probabilities(target.with_name(f"{stem}_probabilities.npz"), full, vol)
-    write(vol, target)
+        _save_probabilities(_probabilities_path(target), full, vol)
+    write(vol, target)  # last: its presence marks the case complete (resume)
