@@ -159,7 +159,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         checkpoint=args.checkpoint,
-        probabilities=args.probabilities,
+        probabilities=args.probabilities_format or args.probabilities,
         postprocess=not args.no_postprocess,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -339,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument(
         "--probabilities", action="store_true", help="also write <name>_probabilities.npz"
+    )
+    p.add_argument(
+        "--probabilities-format",
+        choices=["npz", "nifti"],
+        help="npz (nnU-Net's) or nifti (a 4D .nii.gz for viewers); implies --probabilities",
     )
     p.add_argument(
         "--no-postprocess", action="store_true", help="ignore the run's postprocessing.json"

@@ -350,3 +350,26 @@ def test_continue_skips_complete_cases_and_redoes_the_rest(
     code = main(["predict", str(ct["run"]), str(ct["src"] / "imagesTr"), str(out),
                  "--quiet", "--continue"])  # fmt: skip
     assert code == 0 and "skipped 3 case(s) already predicted" in capsys.readouterr().out
+
+
+def test_probabilities_as_nifti_match_the_npz(ct: dict[str, Path], tmp_path: Path) -> None:
+    """``probabilities="nifti"``: a 4D (x, y, z, K) image on the label map's geometry holding
+    the same numbers as the .npz (what a viewer or MONAI's reader expects)."""
+    import nibabel as nib
+
+    images = ct["src"] / "imagesTr"
+    as_npz = predict(ct["run"], images, tmp_path / "npz", probabilities=True, progress=False)
+    assert as_npz.ok
+    code = main(["predict", str(ct["run"]), str(images), str(tmp_path / "nii"), "--quiet",
+                 "--probabilities-format", "nifti"])  # fmt: skip
+    assert code == 0
+    for name in ("case_0", "case_1", "case_2"):
+        img = nib.load(tmp_path / "nii" / f"{name}_probabilities.nii.gz")
+        label_img = nib.load(tmp_path / "nii" / f"{name}.nii.gz")
+        with np.load(tmp_path / "npz" / f"{name}_probabilities.npz") as f:
+            probs = f["probabilities"]
+        assert img.shape == (*label_img.shape, 3)
+        np.testing.assert_allclose(img.affine, label_img.affine, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(img.dataobj).transpose(3, 2, 1, 0), probs)
+    with pytest.raises(InputError, match="probabilities: expected True, False, 'npz' or 'nifti'"):
+        predict(ct["run"], images, tmp_path / "bad", probabilities="tiff", progress=False)

@@ -11,9 +11,12 @@ Outputs (existing files are overwritten; every file is written atomically):
 - ``OUTPUT/<name><ext>``: the label map (uint8/uint16), ``<name>`` the input file name minus an
   nnU-Net channel suffix ``_0000``; ``<ext>`` the input's extension for ``.nii``, ``.nii.gz``,
   ``.mha``, ``.nrrd``, else ``.nii.gz``. A store's cases are written as ``<case_id>.nii.gz``.
-- ``OUTPUT/<name>_probabilities.npz`` (``probabilities=True``): ``probabilities`` ``(K, z, y, x)``
-  float32 softmax on the original grid (linear resampling, renormalised), ``affine`` (4, 4) the
-  voxel-to-RAS+ mm matrix of ``(z, y, x)`` indices, ``spacing`` ``(z, y, x)`` mm.
+- ``OUTPUT/<name>_probabilities.npz`` (``probabilities=True`` or ``"npz"``): ``probabilities``
+  ``(K, z, y, x)`` float32 softmax on the original grid (linear resampling, renormalised),
+  ``affine`` (4, 4) the voxel-to-RAS+ mm matrix of ``(z, y, x)`` indices, ``spacing`` ``(z, y, x)``
+  mm (nnU-Net's choice of format).
+- ``OUTPUT/<name>_probabilities.nii.gz`` (``probabilities="nifti"``): the same probabilities as a
+  4D NIfTI image, class k the 4th index, on the label map's geometry (for viewers; MONAI's).
 """
 
 from __future__ import annotations
@@ -178,7 +181,14 @@ def _probabilities_volume(probs: np.ndarray, record: Mapping[str, Any]) -> np.nd
 
 
 def _save_probabilities(path: Path, probs: np.ndarray, vol: Any) -> None:
+    """``probs`` (K, z, y, x) on ``vol``'s grid as .npz or a 4D .nii.gz (by ``path``'s name)."""
     from fastseg._atomic import atomic_path
+
+    if path.name.endswith(".nii.gz"):
+        from fastseg.io._nifti import write_nifti_channels
+
+        write_nifti_channels(probs, vol.affine, path)
+        return
 
     with atomic_path(path, ".npz") as tmp:
         np.savez_compressed(
@@ -291,7 +301,7 @@ def predict(
     device: str = "cpu",
     tta: bool = False,
     checkpoint: str = "best",
-    probabilities: bool = False,
+    probabilities: bool | str = False,
     postprocess: bool = True,
     overlap: float | None = None,
     batch_size: int = 1,
@@ -306,7 +316,7 @@ def predict(
 
     ``device`` ``cpu``/``cuda``/``cuda:N``; ``tta`` mirrors over the run's
     ``inference.mirror_axes``; ``checkpoint`` ``best``/``last``; ``probabilities`` also writes
-    ``<name>_probabilities.npz``; ``postprocess`` applies ``RUN/postprocessing.json`` when
+    ``<name>_probabilities.npz`` (True or ``"npz"``) or ``.nii.gz`` (``"nifti"``); ``postprocess`` applies ``RUN/postprocessing.json`` when
     present; ``overlap`` overrides the run's sliding-window overlap; ``batch_size`` windows go
     through the model per forward pass (more use a GPU better). A case that fails is
     listed in ``report.failed`` and skipped; the others are still written. Existing output
@@ -327,6 +337,7 @@ def predict(
             raise InputError(f"device: {device!r} requested but CUDA is not available")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    prob_format = _probability_format(probabilities)
     run = _Predictor(
         Path(run_dir),
         device=device,
@@ -352,12 +363,12 @@ def predict(
         for scan in scans:
             bar.set_postfix_str(scan.name)
             target = out if single_file else out / f"{scan.name}{scan.ext}"
-            if resume and _complete(target, probabilities):
+            if resume and _complete(target, prob_format):
                 report.skipped[scan.name] = str(target)
                 bar.update(1)
                 continue
             try:
-                _predict_one(run, scan, target, probabilities)
+                _predict_one(run, scan, target, prob_format)
             except (FastsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
                 report.failed[scan.name] = f"{type(exc).__name__}: {exc}"
             else:
@@ -370,23 +381,42 @@ def predict(
     return report
 
 
-def _probabilities_path(target: Path) -> Path:
-    return target.with_name(f"{_split_name(target.name)[0]}_probabilities.npz")
+_PROBABILITY_SUFFIX = {"npz": ".npz", "nifti": ".nii.gz"}
 
 
-def _complete(target: Path, probabilities: bool) -> bool:
+def _probability_format(probabilities: bool | str) -> str | None:
+    """None (no probabilities), "npz" or "nifti" from ``predict``'s argument."""
+    if probabilities is False:
+        return None
+    if probabilities is True:
+        return "npz"
+    if probabilities in _PROBABILITY_SUFFIX:
+        return str(probabilities)
+    raise InputError(
+        f"probabilities: expected True, False, 'npz' or 'nifti', got {probabilities!r}"
+    )
+
+
+def _probabilities_path(target: Path, fmt: str) -> Path:
+    stem = _split_name(target.name)[0]
+    return target.with_name(f"{stem}_probabilities{_PROBABILITY_SUFFIX[fmt]}")
+
+
+def _complete(target: Path, prob_format: str | None) -> bool:
     """Whether a case's outputs exist (labels are written after the probabilities)."""
-    return target.is_file() and (not probabilities or _probabilities_path(target).is_file())
+    return target.is_file() and (
+        prob_format is None or _probabilities_path(target, prob_format).is_file()
+    )
 
 
-def _predict_one(run: _Predictor, scan: _Scan, target: Path, probabilities: bool) -> None:
+def _predict_one(run: _Predictor, scan: _Scan, target: Path, prob_format: str | None) -> None:
     from fastseg.io import write
 
     image, record = _load_scan(scan, run.pre)
-    labels, probs = run.infer(image, probabilities)
+    labels, probs = run.infer(image, prob_format is not None)
     vol = run.finish(labels, record)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if probabilities:
+    if prob_format is not None:
         full = _probabilities_volume(probs, record)
-        _save_probabilities(_probabilities_path(target), full, vol)
+        _save_probabilities(_probabilities_path(target, prob_format), full, vol)
     write(vol, target)  # last: its presence marks the case complete (resume)

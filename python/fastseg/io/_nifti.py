@@ -77,3 +77,22 @@ def write_nifti(volume: Volume, path: Path) -> None:
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
     with atomic_path(path, suffix) as tmp:
         nib.save(img, str(tmp))
+
+
+def write_nifti_channels(channels: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Write ``channels`` ``(K, z, y, x)`` as a 4D NIfTI image ``(x, y, z, K)`` (channel k the
+    4th index) with ``affine`` (the voxel-to-RAS+ mm matrix of ``(z, y, x)`` indices) as qform and
+    sform; float16 is stored as float32."""
+    import nibabel as nib
+
+    array = channels.astype(np.float32) if channels.dtype == np.float16 else channels
+    if array.ndim != 4:
+        raise InputError(f"{path}: expected channels (K, z, y, x), got shape {array.shape}")
+    xyz = affine[:, _REVERSE]
+    img = nib.Nifti1Image(array.transpose(3, 2, 1, 0), xyz, dtype=array.dtype)
+    img.header.set_qform(xyz, code=1)
+    img.header.set_sform(xyz, code=1)
+    img.header.set_xyzt_units("mm", "unknown")
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+    with atomic_path(path, suffix) as tmp:
+        nib.save(img, str(tmp))
