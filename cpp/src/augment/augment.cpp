@@ -213,9 +213,9 @@ __attribute__((target("avx512f"))) inline void taps16(__m512 v, int size, int32_
 }
 
 // axis_taps + row_w_out + row_linear_gather (every channel) + row_nearest_index (idx, if not null)
-// for the voxels [0, n - n % 16) of a row, without staging the taps in memory; returns how many
-// voxels it did. With a one-byte label volume lab8 (not null) its nearest samples go straight to
-// out8 instead of idx.
+// for all n voxels of a row (the last n % 16 in masked lanes), without staging the taps in memory;
+// returns n. With a one-byte label volume lab8 (not null) its nearest samples go straight to out8
+// instead of idx.
 __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
     const float* cz, const float* cy, const float* cx, int64_t n, int snz, int sny, int snx, bool edge,
     const float* src, int64_t channels, int64_t src_stride, float cval, float* out, int64_t out_stride,
@@ -225,11 +225,12 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
   const __m512 lo = _mm512_set1_ps(-2.0f), hz = _mm512_set1_ps(static_cast<float>(snz) + 1.0f),
                hy = _mm512_set1_ps(static_cast<float>(sny) + 1.0f), hx = _mm512_set1_ps(static_cast<float>(snx) + 1.0f);
   const __m512 cv = _mm512_set1_ps(cval), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-  int64_t x = 0;
-  for (; x + 16 <= n; x += 16) {
-    const __m512 vz = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cz + x), lo), hz);
-    const __m512 vy = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cy + x), lo), hy);
-    const __m512 vx = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(cx + x), lo), hx);
+  for (int64_t x = 0; x < n; x += 16) {
+    // lanes past the row's end read coordinate 0 (in range), and are neither gathered nor stored
+    const __mmask16 m = n - x >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - x)) - 1u);
+    const __m512 vz = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(m, cz + x), lo), hz);
+    const __m512 vy = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(m, cy + x), lo), hy);
+    const __m512 vx = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(m, cx + x), lo), hx);
     __m512i z0, z1, y0, y1, x0, x1;
     __m512 wz0, wz1, wy0, wy1, wx0, wx1;
     taps16(vz, snz, sz, edge, z0, z1, wz0, wz1);
@@ -248,14 +249,14 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
       const float* s = src + c * src_stride;
       __m512 r[4];
       for (int k = 0; k < 4; ++k) {
-        const __m512 v0 = _mm512_i32gather_ps(g0[k], s, 4);
-        const __m512 v1 = _mm512_i32gather_ps(g1[k], s, 4);
+        const __m512 v0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, g0[k], s, 4);
+        const __m512 v1 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, g1[k], s, 4);
         r[k] = _mm512_fmadd_ps(wx1, v1, _mm512_mul_ps(wx0, v0));
       }
       const __m512 c0 = _mm512_fmadd_ps(wy1, r[1], _mm512_mul_ps(wy0, r[0]));
       const __m512 c1 = _mm512_fmadd_ps(wy1, r[3], _mm512_mul_ps(wy0, r[2]));
       const __m512 t = _mm512_fmadd_ps(wz1, c1, _mm512_mul_ps(wz0, c0));
-      _mm512_storeu_ps(out + c * out_stride + x, _mm512_fmadd_ps(w_out, cv, t));
+      _mm512_mask_storeu_ps(out + c * out_stride + x, m, _mm512_fmadd_ps(w_out, cv, t));
     }
     if (idx != nullptr || lab8 != nullptr) {
       const __m512i zero = _mm512_setzero_si512();
@@ -265,8 +266,8 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
           _mm512_roundscale_ps(_mm512_add_ps(vy, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
       const __m512i ix = _mm512_cvttps_epi32(
           _mm512_roundscale_ps(_mm512_add_ps(vx, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
-      const __mmask16 in = edge ? __mmask16(0xffff)
-                                : __mmask16(_mm512_cmplt_epu32_mask(iz, _mm512_set1_epi32(snz)) &
+      const __mmask16 in = edge ? m
+                                : __mmask16(m & _mm512_cmplt_epu32_mask(iz, _mm512_set1_epi32(snz)) &
                                             _mm512_cmplt_epu32_mask(iy, _mm512_set1_epi32(sny)) &
                                             _mm512_cmplt_epu32_mask(ix, _mm512_set1_epi32(snx)));
       const __m512i cz_ = _mm512_min_epi32(_mm512_max_epi32(iz, zero), _mm512_set1_epi32(snz - 1));
@@ -277,7 +278,7 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
                              _mm512_set1_epi32(snx)),
           cx_);
       if (lab8 == nullptr) {
-        _mm512_storeu_si512(idx + x, _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), in, flat));
+        _mm512_mask_storeu_epi32(idx + x, m, _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), in, flat));
       } else {
         // 4-byte gathers at byte offsets, low byte kept; lanes whose 4 bytes would pass the end of
         // the volume are read one byte at a time.
@@ -285,7 +286,7 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
             sv >= 4 ? __mmask16(in & _mm512_cmple_epi32_mask(flat, _mm512_set1_epi32(static_cast<int32_t>(sv - 4))))
                     : __mmask16(0);
         const __m512i g = _mm512_mask_i32gather_epi32(_mm512_set1_epi32(lcval8), safe, flat, lab8, 1);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out8 + x), _mm512_cvtepi32_epi8(g));
+        _mm512_mask_cvtepi32_storeu_epi8(out8 + x, m, g);
         if (safe != in) {
           alignas(64) int32_t f[16];
           _mm512_store_si512(f, flat);
@@ -296,7 +297,7 @@ __attribute__((target("avx512f"))) int64_t row_linear_fused_avx512(
       }
     }
   }
-  return x;
+  return n;
 }
 
 // row_affine_elastic with the padded control row held in registers (at most 16 padded columns):
