@@ -4,7 +4,8 @@ Sample ``k`` of a call with seed ``s`` draws step ``i`` from the Philox stream k
 (``step_generator``), so a sample's parameters depend only on (seed, sample index, step) — not on
 the batch size, on the other steps' probabilities or on the device — and replaying them gives the
 same output. One generator is re-keyed per step (a few microseconds; building a seeded
-``default_rng`` per step cost about 17 us, a quarter of a loader worker's drawing time).
+``default_rng`` per step cost about 17 us, 40% of the drawing time of a batch of 9). A step not
+applied draws nothing beyond its own probability and carries its identity parameters.
 """
 
 from __future__ import annotations
