@@ -420,3 +420,38 @@ def test_ctrl_c_stops_the_consumer_and_its_workers(small_store: Path) -> None:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
+
+
+def test_producer_draws_the_gpu_augmentation_parameters(small_store: Path) -> None:
+    """With the augmentation on the GPU, the producer (a worker) draws its parameters, so the
+    training process only launches kernels: the same draw as Pipeline.draw of the batch seed,
+    for the region-sized batch the GPU will augment; raw regions written; CPU mode: None."""
+    import dataclasses
+
+    from fastseg.data._produce import BatchMaker
+
+    config = [{"name": "affine", "p_rotation": 0.5}, {"name": "gamma", "p": 0.5}]
+    with PatchLoader(
+        small_store, patch_size=(8, 12, 12), batch_size=3, augmentation=config, workers=0
+    ) as loader:
+        cpu_spec = loader.spec
+    spec = dataclasses.replace(cpu_spec, augment_here=False)
+    maker = BatchMaker(spec)
+    image = np.empty(spec.image_shape, np.float32)
+    label = np.empty(spec.label_shape, spec.label_dtype)
+    pipeline = Pipeline(config, patch_size=(8, 12, 12))
+    store = Store.open(small_store)
+    for k in range(3):
+        cases, _, params = maker.make(k, image, label)
+        seed, regions = maker.plan(k)
+        assert cases == [case_id for case_id, _, _ in regions]
+        assert params is not None and image.shape[2:] == spec.region_size
+        expected = pipeline.draw(seed, spec.image_shape)
+        assert [p.to_dict() for p in params] == [p.to_dict() for p in expected]
+        for i, (case_id, start, size) in enumerate(regions):
+            raw, raw_label = store[case_id].read_patch(start, size)
+            np.testing.assert_array_equal(image[i], raw)
+            np.testing.assert_array_equal(label[i], raw_label)
+    cpu_image = np.empty(cpu_spec.image_shape, np.float32)
+    cpu_label = np.empty(cpu_spec.label_shape, cpu_spec.label_dtype)
+    assert BatchMaker(cpu_spec).make(0, cpu_image, cpu_label)[2] is None

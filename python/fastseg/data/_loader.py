@@ -430,7 +430,7 @@ class PatchLoader(BatchStream):
         )
         self._k = check_int(start, "start", 0)  # next batch to deliver
         self._scheduled = self._k  # next batch to hand to a worker
-        self._ready: dict[int, tuple[int, list[str], dict[str, float]]] = {}
+        self._ready: dict[int, tuple[int, list[str], dict[str, float], list[Any] | None]] = {}
         self._state: dict[str, Any] = {}
         self._finalizer: Any = None
         self._copier: _DeviceCopier | None = None
@@ -505,14 +505,14 @@ class PatchLoader(BatchStream):
             label = np.empty(self.spec.label_shape, dtype=self.spec.label_dtype)
             t0 = time.perf_counter()
             try:
-                cases, timings = self._maker.make(k, image, label)
+                cases, timings, params = self._maker.make(k, image, label)
             except Exception as exc:
                 raise WorkerError(
                     f"batch {k}: reading or augmenting case {self._maker.current_case!r} failed: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             timings["wait_s"] = time.perf_counter() - t0
-            batch = self._deliver(k, image, label, cases, timings, owned=True)
+            batch = self._deliver(k, image, label, cases, timings, params, owned=True)
         else:
             self._start()
             lender: _SlotLender | None = self._state.get("lender")
@@ -522,7 +522,7 @@ class PatchLoader(BatchStream):
             t0 = time.perf_counter()
             while k not in self._ready:
                 self._receive()
-            slot, cases, timings = self._ready.pop(k)
+            slot, cases, timings, params = self._ready.pop(k)
             timings["wait_s"] = time.perf_counter() - t0
             images, labels = self._state["views"]
             if lender is not None and len(lender.lent) < self.prefetch - 2:
@@ -532,7 +532,7 @@ class PatchLoader(BatchStream):
                 timings["copy_s"] = time.perf_counter() - t0
                 batch = Batch(image=image, label=label, cases=cases, index=k, timings=timings)
             else:
-                batch = self._deliver(k, images[slot], labels[slot], cases, timings)
+                batch = self._deliver(k, images[slot], labels[slot], cases, timings, params)
                 self._schedule(slot)
         self._k += 1
         self._timings.append(batch.timings)
@@ -559,8 +559,8 @@ class PatchLoader(BatchStream):
                 f"batch {k}: reading or augmenting case {case!r} failed in a worker: {what}\n"
                 f"worker traceback:\n{tb}"
             )
-        _, k, slot, cases, timings = msg
-        self._ready[k] = (slot, cases, timings)
+        _, k, slot, cases, timings, params = msg
+        self._ready[k] = (slot, cases, timings, params)
 
     def _deliver(
         self,
@@ -569,10 +569,11 @@ class PatchLoader(BatchStream):
         label: np.ndarray,
         cases: list[str],
         timings: dict[str, float],
+        params: list[Any] | None,
         owned: bool = False,
     ) -> Batch:
         """The batch from host arrays ``image``/``label``: views of a ring slot, or arrays of
-        its own when ``owned``."""
+        its own when ``owned``; ``params``: the GPU augmentation's, drawn by the producer."""
 
         t0 = time.perf_counter()
         if self.device.type == "cuda":
@@ -590,7 +591,9 @@ class PatchLoader(BatchStream):
                 img_t, lab_t = img_t.pin_memory(), lab_t.pin_memory()
         timings["copy_s"] = time.perf_counter() - t0
         if self._gpu_pipeline is not None:
-            img_t, lab_t, timings["augment_s"] = self._augment_on_device(k, img_t, lab_t, cases)
+            img_t, lab_t, timings["augment_s"] = self._augment_on_device(
+                k, img_t, lab_t, cases, params
+            )
         return Batch(image=img_t, label=lab_t, cases=cases, index=k, timings=timings)
 
     def _host_tensors(self, image: np.ndarray, label: np.ndarray, owned: bool) -> tuple[Any, Any]:
@@ -604,16 +607,17 @@ class PatchLoader(BatchStream):
         return self._image_buffers.copy(image), self._label_buffers.copy(label)
 
     def _augment_on_device(
-        self, k: int, image: Any, label: Any, cases: list[str]
+        self, k: int, image: Any, label: Any, cases: list[str], params: list[Any] | None
     ) -> tuple[Any, Any, float]:
-        """The Pipeline on the CUDA batch (current stream), with batch k's seed; host time of
-        the launches in seconds."""
+        """The Pipeline on the CUDA batch (current stream) with the parameters of batch k's
+        seed (drawn by the producer; drawn here when None); host time of the launches in
+        seconds."""
         import torch
 
         t0 = time.perf_counter()
-        aug_seed = self._maker.plan(k)[0]
         pipeline = self._gpu_pipeline
-        params = pipeline.draw(aug_seed, tuple(image.shape))
+        if params is None:
+            params = pipeline.draw(self._maker.plan(k)[0], tuple(image.shape))
         spacings = {self.store[c].spacing for c in cases}
         if len(spacings) == 1:  # one launch for the batch (per-sample parameters all the same)
             out, lab = pipeline.apply(image, label, params, spacing=spacings.pop())

@@ -190,6 +190,12 @@ class BatchMaker:
             if spec.augmentation is not None and spec.augment_here
             else None
         )
+        # augmentation on the GPU later: its parameters are drawn here, off the training process
+        self.device_pipeline: Any = (
+            make_pipeline(spec.augmentation)
+            if spec.augmentation is not None and not spec.augment_here
+            else None
+        )
         self.cache = CaseCache(self.store, list(spec.cases), spec.cache_bytes)
         self._filled = False
         self.current_case: str | None = None
@@ -228,9 +234,10 @@ class BatchMaker:
 
     def make(
         self, k: int, image_out: np.ndarray, label_out: np.ndarray
-    ) -> tuple[list[str], dict[str, float]]:
-        """Write batch ``k`` into ``image_out``/``label_out``; returns its case ids and timings
-        (read_s, assemble_s, augment_s in seconds)."""
+    ) -> tuple[list[str], dict[str, float], list[Any] | None]:
+        """Write batch ``k`` into ``image_out``/``label_out``; returns its case ids, timings
+        (read_s, assemble_s, augment_s in seconds) and, when the augmentation runs later on the
+        GPU, its drawn per-sample parameters (``Pipeline.draw`` of the batch's seed; else None)."""
         spec = self.spec
         t_fill = 0.0
         if not self._filled:  # the first batch loads the cache (counted as its read time)
@@ -245,6 +252,9 @@ class BatchMaker:
             params = self.pipeline.draw(
                 aug_seed, (spec.batch_size, spec.channels, *spec.region_size)
             )
+        device_params = None
+        if self.device_pipeline is not None:
+            device_params = self.device_pipeline.draw(aug_seed, spec.image_shape)
         crop = centre_crop(spec.margin, spec.patch_size)
         # the patch's offset in its region: the output is the centred patch or the whole region
         offset = spec.margin if spec.output_size == spec.patch_size else (0, 0, 0)
@@ -298,4 +308,5 @@ class BatchMaker:
                 image_out[...] = batch
             augment_s += time.perf_counter() - t0
         self.current_case = None
-        return cases, {"read_s": read_s, "assemble_s": assemble_s, "augment_s": augment_s}
+        timings = {"read_s": read_s, "assemble_s": assemble_s, "augment_s": augment_s}
+        return cases, timings, device_params

@@ -68,8 +68,8 @@ def worker_main(spec: BatchSpec, shm_name: str, slots: int, tasks: Any, results:
             try:
                 if maker is None:
                     maker = BatchMaker(spec)
-                cases, timings = maker.make(k, images[slot], labels[slot])
-                results.put(("ok", k, slot, cases, timings))
+                cases, timings, params = maker.make(k, images[slot], labels[slot])
+                results.put(("ok", k, slot, cases, timings, params))
             except Exception as exc:
                 case = None if maker is None else maker.current_case
                 results.put(
