@@ -456,6 +456,11 @@ def _dtype_name(t: Any) -> str:
     return str(t.dtype).removeprefix("torch.")
 
 
+def _logits_and_target(x: Any, t: Any) -> list[Any]:
+    """The kernels' first four arguments: logits pointer and dtype, target pointer and dtype."""
+    return [x.data_ptr(), _dtype_name(x), t.data_ptr(), _dtype_name(t)]
+
+
 def _cuda_dice_args(logits: Any, target: Any) -> tuple[Any, Any, list[int]]:
     if device_of(target) != "cuda" or target.device != logits.device:
         raise InputError(f"target: expected a tensor on {logits.device} like logits")
@@ -499,10 +504,7 @@ def dice_sums(
         )
         with on_device_of(x):
             kernels.dice_sums(
-                x.data_ptr(),
-                _dtype_name(x),
-                t.data_ptr(),
-                _dtype_name(t),
+                *_logits_and_target(x, t),
                 shape,
                 bool(sigmoid),
                 bool(with_ce),
@@ -547,10 +549,7 @@ def dice_backward(
         out = torch.empty_like(x)
         with on_device_of(x):
             kernels.dice_backward(
-                x.data_ptr(),
-                _dtype_name(x),
-                t.data_ptr(),
-                _dtype_name(t),
+                *_logits_and_target(x, t),
                 shape,
                 bool(sigmoid),
                 t.dim() == 3,

@@ -253,27 +253,39 @@ def test_diagnosis_compute_bound_and_balanced() -> None:
     assert "≥3 workers" in advice[1]
 
 
-def test_gpu_sampler_with_fake_nvml(
-    monkeypatch: pytest.MonkeyPatch, compute_bound: ProfileReport
-) -> None:
-    """The NVML path (it needs a GPU to run for real): samples summarised, hot card warned."""
-    temps = iter([70.0, 88.0] + [88.0] * 1000)
+class NVMLError(Exception):
+    pass
 
-    class NVMLError(Exception):
-        pass
 
-    fake = types.SimpleNamespace(
+def fake_nvml(utilization: int, memory: Any, temperature: Any) -> types.SimpleNamespace:
+    """A stand-in for the pynvml module of a one-GPU machine ("Fake GPU")."""
+    return types.SimpleNamespace(
         NVMLError=NVMLError,
         NVML_TEMPERATURE_GPU=0,
         nvmlInit=lambda: None,
         nvmlShutdown=lambda: None,
         nvmlDeviceGetHandleByIndex=lambda i: i,
         nvmlDeviceGetName=lambda h: "Fake GPU",
-        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=90),
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=2 * 2**30),
-        nvmlDeviceGetTemperature=lambda h, kind: next(temps),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=utilization),
+        nvmlDeviceGetMemoryInfo=memory,
+        nvmlDeviceGetTemperature=temperature,
     )
-    monkeypatch.setitem(sys.modules, "pynvml", fake)
+
+
+def test_gpu_sampler_with_fake_nvml(
+    monkeypatch: pytest.MonkeyPatch, compute_bound: ProfileReport
+) -> None:
+    """The NVML path (it needs a GPU to run for real): samples summarised, hot card warned."""
+    temps = iter([70.0, 88.0] + [88.0] * 1000)
+    monkeypatch.setitem(
+        sys.modules,
+        "pynvml",
+        fake_nvml(
+            utilization=90,
+            memory=lambda h: types.SimpleNamespace(used=2 * 2**30),
+            temperature=lambda h, kind: next(temps),
+        ),
+    )
     with prof._NvmlSampler(0, interval_s=0.01) as sampler:
         deadline = time.monotonic() + 10
         while len(sampler._samples) < 2 and time.monotonic() < deadline:
@@ -296,23 +308,10 @@ def test_gpu_sampler_without_temperature(monkeypatch: pytest.MonkeyPatch) -> Non
     """A card (or sandbox) whose NVML has no temperature or memory reading still gives the
     utilisation; the extras read NaN and no heat warning is made up."""
 
-    class NVMLError(Exception):
-        pass
-
     def unsupported(*args: object) -> None:
         raise NVMLError("Not Supported")
 
-    fake = types.SimpleNamespace(
-        NVMLError=NVMLError,
-        NVML_TEMPERATURE_GPU=0,
-        nvmlInit=lambda: None,
-        nvmlShutdown=lambda: None,
-        nvmlDeviceGetHandleByIndex=lambda i: i,
-        nvmlDeviceGetName=lambda h: "Fake GPU",
-        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=97),
-        nvmlDeviceGetMemoryInfo=unsupported,
-        nvmlDeviceGetTemperature=unsupported,
-    )
+    fake = fake_nvml(utilization=97, memory=unsupported, temperature=unsupported)
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     with prof._NvmlSampler(0, interval_s=0.01) as sampler:
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,12 +72,7 @@ def write_nifti(volume: Volume, path: Path) -> None:
         img = nib.Nifti1Image(array.transpose(2, 1, 0), affine, dtype=array.dtype)
     except Exception as exc:
         raise InputError(f"{path}: cannot store dtype {array.dtype} in NIfTI ({exc})") from exc
-    img.header.set_qform(affine, code=1)
-    img.header.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    with atomic_path(path, suffix) as tmp:
-        nib.save(img, str(tmp))
+    _save(img, affine, path, "sec")
 
 
 def write_nifti_channels(channels: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -90,9 +86,16 @@ def write_nifti_channels(channels: np.ndarray, affine: np.ndarray, path: Path) -
         raise InputError(f"{path}: expected channels (K, z, y, x), got shape {array.shape}")
     xyz = affine[:, _REVERSE]
     img = nib.Nifti1Image(array.transpose(3, 2, 1, 0), xyz, dtype=array.dtype)
-    img.header.set_qform(xyz, code=1)
-    img.header.set_sform(xyz, code=1)
-    img.header.set_xyzt_units("mm", "unknown")
+    _save(img, xyz, path, "unknown")
+
+
+def _save(img: Any, affine: np.ndarray, path: Path, time_unit: str) -> None:
+    """Set qform and sform (code 1, scanner) and the units (mm), then write atomically."""
+    import nibabel as nib
+
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", time_unit)
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
     with atomic_path(path, suffix) as tmp:
         nib.save(img, str(tmp))
