@@ -218,3 +218,15 @@ def test_cuda_envelope_pass_equals_the_line_minimum(monkeypatch: pytest.MonkeyPa
         mask = stack[k].cpu().numpy().astype(np.uint8)
         sp = tuple(float(v) for v in spacing[k].tolist())
         np.testing.assert_allclose(kernel[k].numpy(), _native.squared_edt(mask, sp), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int16, np.int64, np.bool_])
+def test_label_maps_reach_the_device_as_int64(dtype: Any) -> None:
+    """Host label maps of every integer dtype arrive as int64 with their values (on a GPU they
+    travel in their own dtype from pinned memory and are widened there)."""
+    from fastseg.metrics._device import _label_map_on
+
+    host = (np.arange(60).reshape(3, 4, 5) % 3).astype(dtype)
+    got = _label_map_on(host, "cpu")
+    assert got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), host.astype(np.int64))

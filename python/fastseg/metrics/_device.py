@@ -290,8 +290,7 @@ def pairs_metrics(
     areas: dict[tuple[float, ...], Any] = {}
     for (pred, ref), spacing in zip(pairs, spacings, strict=True):
         sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
-        p = torch.as_tensor(pred).to(device=device, dtype=torch.int64)
-        r = torch.as_tensor(ref).to(device=device, dtype=torch.int64)
+        p, r = _label_map_on(pred, device), _label_map_on(ref, device)
         if labels is None:
             present = torch.unique(torch.cat([torch.unique(p), torch.unique(r)]))
             wanted = [int(v) for v in present.tolist() if v != 0]
@@ -310,6 +309,25 @@ def pairs_metrics(
     for group in _stacks(items):
         _stack_distances(group, hd95 == "pooled", nsd_tolerance, areas)
     return [_result_dict(pair_rows) for pair_rows in rows]
+
+
+_COPY_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _label_map_on(x: Any, device: str | torch.device) -> torch.Tensor:
+    """A label map (NumPy array or tensor) as int64 on ``device``: host maps go to a GPU in
+    their own dtype (uint8: 8x fewer bytes than int64) from pinned memory without a host sync,
+    and are widened there."""
+    t = torch.as_tensor(x)
+    dev = torch.device(device)
+    if t.dtype not in _COPY_DTYPES:  # unsigned 16/32/64-bit: widened on the host
+        t = t.to(torch.int64)
+    if t.device != dev:
+        if dev.type == "cuda" and t.device.type == "cpu":
+            t = t.contiguous().pin_memory().to(dev, non_blocking=True)
+        else:
+            t = t.to(dev)
+    return t.to(torch.int64)
 
 
 def _result_dict(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
