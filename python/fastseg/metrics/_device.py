@@ -153,8 +153,8 @@ def _counts_row(
     """The row of ``label`` as far as counts decide it, and A, M cut to bbox(A ∪ M) when both
     are non-empty (the distances are then still to compute)."""
     a_full, m_full = p == label, r == label
-    na, nm = int(a_full.sum()), int(m_full.sum())
-    inter = int((a_full & m_full).sum())
+    counts = torch.stack([a_full.sum(), m_full.sum(), (a_full & m_full).sum()])
+    na, nm, inter = (int(v) for v in counts.tolist())  # one read-back for the three counts
     row: dict[str, float] = {"label": label, "pred_voxels": na, "ref_voxels": nm,
                              "inter_voxels": inter}  # fmt: skip
     if na == 0 and nm == 0:
@@ -168,11 +168,24 @@ def _counts_row(
         row["nsd"] = 0.0 if want_nsd else math.nan
         return row, None, None
     either = a_full | m_full
+    # the three axis projections in one read-back, the box's bounds found on the host
+    profiles = (
+        torch.cat(
+            [
+                either.any(dim=2).any(dim=1),
+                either.any(dim=2).any(dim=0),
+                either.any(dim=1).any(dim=0),
+            ]
+        )
+        .cpu()
+        .numpy()
+    )
     box = []
-    for axis in range(3):
-        other = [k for k in range(3) if k != axis]
-        hits = torch.nonzero(either.any(dim=other[1]).any(dim=other[0])).flatten()
+    start = 0
+    for n in either.shape:
+        hits = np.flatnonzero(profiles[start : start + n])
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        start += n
     # copies, so that the full-size masks are freed before the boxes are stacked
     return row, a_full[tuple(box)].clone(), m_full[tuple(box)].clone()
 
