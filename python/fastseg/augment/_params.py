@@ -247,10 +247,7 @@ class StepStreams:
     def __call__(self, seed: int, index: int, step: int) -> np.random.Generator:
         self._bits.state = {
             "bit_generator": "Philox",
-            "state": {
-                "counter": self._zeros.copy(),
-                "key": np.array([seed, (index << 32) | step], dtype=np.uint64),
-            },
+            "state": {"counter": self._zeros.copy(), "key": _step_key(seed, index, step)},
             "buffer": self._zeros.copy(),
             "buffer_pos": 4,
             "has_uint32": 0,
@@ -259,11 +256,14 @@ class StepStreams:
         return self._rng
 
 
+def _step_key(seed: int, index: int, step: int) -> np.ndarray:
+    """The Philox key of (seed, sample index, step)."""
+    return np.array([seed, (index << 32) | step], dtype=np.uint64)
+
+
 def step_generator(seed: int, index: int, step: int) -> np.random.Generator:
     """A fresh generator of step ``step`` of sample ``index`` under ``seed`` (what the draw uses)."""
-    return np.random.Generator(
-        np.random.Philox(key=np.array([seed, (index << 32) | step], dtype=np.uint64))
-    )
+    return np.random.Generator(np.random.Philox(key=_step_key(seed, index, step)))
 
 
 def draw_sample(
