@@ -42,7 +42,8 @@ fi
 python3 -m fastseg.cli info | tee -a "$out/machine.txt"
 
 # CUDA tests: files that need only numpy/torch (no nibabel/SimpleITK/zarr on that machine).
-if python3 -m pytest -q -m cuda tests/native tests/infer/test_tta.py tests/metrics/test_device.py -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
+# Each step has its own time limit, so that one hang leaves the others their share of the lease.
+if timeout "${FASTSEG_TEST_LIMIT_S:-200}" python3 -m pytest -q -m cuda tests/native tests/infer/test_tta.py tests/metrics/test_device.py tests/train/test_graph_step.py -p no:cacheprovider >"$out/cuda_tests.log" 2>&1; then
   summary+=("CUDA tests|ok|$(tail -n1 "$out/cuda_tests.log")")
 else
   tail -n 40 "$out/cuda_tests.log"
@@ -52,7 +53,9 @@ fi
 # GPU benchmarks: each prints one line 'RESULT name|value|unit' that ends up in the table.
 for bench in benchmarks/gpu_*.py; do
   [ -e "$bench" ] || continue
-  if python3 "$bench" >"$out/$(basename "$bench" .py).log" 2>&1; then
+  limit="${FASTSEG_BENCH_LIMIT_S:-150}"
+  [ "$(basename "$bench")" = gpu_train.py ] && limit=$((limit + 100))  # two training runs
+  if timeout "$limit" python3 "$bench" >"$out/$(basename "$bench" .py).log" 2>&1; then
     while IFS= read -r line; do summary+=("${line#RESULT }"); done \
       < <(grep '^RESULT ' "$out/$(basename "$bench" .py).log")
   else

@@ -3,8 +3,12 @@ plain PyTorch formula, ``torch.compile`` of that formula and MONAI's DiceLoss (w
 
 Logits (2, 3, 96, 96, 96) (float32, then bfloat16) and an int64 label map on the GPU; every loss
 computes softmax, one-hot, 1 - (2Σpt + 1e-5) / (Σp² + Σt² + 1e-5) per sample and class, mean.
-Prints 'RESULT name|value|detail' lines that benchmarks/gpu_check.sh collects. Needs a CUDA build
-and a GPU.
+fastseg's loss runs with ``check_labels=False``, as the trainer uses it (the labels are checked
+once at start-up; MONAI checks none). Two timings per loss, medians of 30: eager (CUDA events
+around a Python call of forward + backward: what a training loop pays, host overhead included)
+and graphed (forward + backward captured once as a CUDA graph and replayed: the GPU's own time,
+as in fastseg's CUDA-graph training step). Prints 'RESULT name|value|detail' lines that
+benchmarks/gpu_check.sh collects. Needs a CUDA build and a GPU.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def plain_dice(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def median_ms(fn: LossFn, logits: torch.Tensor, target: torch.Tensor, repeats: int = 30) -> float:
+    """Eager forward + backward, ms (median; 5 warm-up calls)."""
     times = []
     for i in range(repeats + 5):
         x = logits.detach().requires_grad_()
@@ -42,6 +47,53 @@ def median_ms(fn: LossFn, logits: torch.Tensor, target: torch.Tensor, repeats: i
         if i >= 5:
             times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def graphed_ms(fn: LossFn, logits: torch.Tensor, target: torch.Tensor, repeats: int = 30) -> float:
+    """Forward + backward captured as a CUDA graph, ms per replay (median)."""
+    x = logits.detach().clone().requires_grad_()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            x.grad = None
+            fn(x, target).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    x.grad = None
+    with torch.cuda.graph(graph):
+        fn(x, target).backward()
+    times = []
+    for i in range(repeats + 3):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def compare(name: str, fused: LossFn, others: dict[str, LossFn | None], logits: torch.Tensor,
+            target: torch.Tensor) -> None:  # fmt: skip
+    """RESULT lines of ``fused`` against each peer, eager and graphed."""
+    for mode, timer in (("eager", median_ms), ("graphed", graphed_ms)):
+        try:
+            fused_ms = timer(fused, logits, target)
+        except Exception as exc:
+            print(f"RESULT {name} {mode}|failed|{type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        ratios = []
+        for peer, fn in others.items():
+            if fn is None:
+                ratios.append(f"{peer} n/a")
+                continue
+            try:
+                ratios.append(f"x{timer(fn, logits, target) / fused_ms:.1f} vs {peer}")
+            except Exception as exc:
+                ratios.append(f"{peer} failed ({type(exc).__name__})")
+        print(f"RESULT {name} {mode}|{fused_ms:.3f} ms|{', '.join(ratios)}")
 
 
 def peers() -> dict[str, LossFn | None]:
@@ -67,34 +119,25 @@ def main() -> None:
     gen = torch.Generator(device="cuda").manual_seed(0)
     shape = (2, 3, 96, 96, 96)
     target = torch.randint(0, 3, (2, 1, *shape[2:]), generator=gen, device="cuda")
-    fused = DiceLoss()
+    fused = DiceLoss(check_labels=False)
     others = peers()
     for dtype in (torch.float32, torch.bfloat16):
         logits = torch.randn(shape, generator=gen, device="cuda").to(dtype)
-        name = f"Dice fwd+bwd 2x3x96^3 {str(dtype).removeprefix('torch.')}"
         expected = float(dice_loss_reference(logits.double(), target))
         got = float(fused(logits, target))
         assert abs(got - expected) < 1e-5, f"fused {got} vs reference {expected}"
-        fused_ms = median_ms(fused, logits, target)
-        ratios = []
-        for peer, fn in others.items():
-            if fn is None:
-                ratios.append(f"{peer} n/a")
-                continue
-            try:
-                ratios.append(f"x{median_ms(fn, logits, target) / fused_ms:.1f} vs {peer}")
-            except Exception as exc:
-                ratios.append(f"{peer} failed ({type(exc).__name__})")
-        print(f"RESULT {name}|{fused_ms:.2f} ms|{', '.join(ratios)}")
+        compare(f"Dice fwd+bwd 2x3x96^3 {str(dtype).removeprefix('torch.')}", fused, others,
+                logits, target)  # fmt: skip
     logits = torch.randn(shape, generator=gen, device="cuda")
-    fused_ce = DiceCELoss()
+    fused_ce = DiceCELoss(check_labels=False)
 
     def plain_ce(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dice_loss_reference(x, t) + cross_entropy_reference(x, t)
 
-    ce_ms = median_ms(fused_ce, logits, target)
-    ratio = median_ms(plain_ce, logits, target) / ce_ms
-    print(f"RESULT DiceCE fwd+bwd 2x3x96^3 float32|{ce_ms:.2f} ms|x{ratio:.1f} vs plain")
+    expected = float(plain_ce(logits.double(), target))
+    got = float(fused_ce(logits, target))
+    assert abs(got - expected) < 1e-5, f"fused Dice+CE {got} vs reference {expected}"
+    compare("DiceCE fwd+bwd 2x3x96^3 float32", fused_ce, {"plain": plain_ce}, logits, target)
 
 
 if __name__ == "__main__":

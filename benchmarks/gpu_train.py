@@ -6,21 +6,26 @@ hippocampus nnU-Net's 40x56x40 patch, batch 9, widths 32-256) for ``--seconds`` 
 ``fastseg.train.train_run`` (no validation), while NVML samples the card's utilisation every
 100 ms. The busy fraction is the mean NVML utilisation (the share of time a kernel was running)
 after the first ``--warmup`` seconds (worker start-up, cuDNN autotuning). Also reported: the
-iterations/s and the share of the run the training loop waited for a batch (the loader's own
-count). Prints 'RESULT name|value|detail' lines that benchmarks/gpu_check.sh collects.
+iterations/s, the share of the run the training loop waited for a batch (the loader's own
+count) and the loader's host time per batch for the copy and the GPU augmentation's launches.
+Each mode of ``--cuda-graph`` (default: ``off`` then ``auto``, the training step eager, then
+replayed as a CUDA graph) is one run. Prints 'RESULT name|value|detail' lines that
+benchmarks/gpu_check.sh collects.
 
 The store travels with the repository to the GPU machine (which has no network and no zarr);
 ``benchmarks/gpu_prepare.sh`` puts a copy of the converted hippocampus store and the numcodecs
 wheel under .gpu_data/. ``--device cpu`` runs the same measurement without a GPU (no NVML
 figure), to check the script.
 
-Usage: python benchmarks/gpu_train.py [--store .gpu_data/hippocampus.zarr] [--seconds 80]
-       [--warmup 20] [--workers N] [--augment-device cuda|cpu] [--device cuda|cpu]
+Usage: python benchmarks/gpu_train.py [--store .gpu_data/hippocampus.zarr] [--seconds 45]
+       [--warmup 15] [--workers N] [--augment-device cuda|cpu] [--device cuda|cpu]
+       [--cuda-graph off,auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 
-def overrides(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+def overrides(store: Any, args: argparse.Namespace, cuda_graph: str) -> dict[str, Any]:
     """The run's configuration: the GPU plan's model and data sections, no validation."""
     from fastseg.plan import plan_training
 
@@ -44,27 +49,40 @@ def overrides(store: Any, args: argparse.Namespace) -> dict[str, Any]:
         },
         "split": {"fold": -1},
         "schedule": {"time_budget_s": args.seconds, "max_iterations": None},
-        "training": {"device": args.device, "tensorboard": False, "log_every_s": 5.0},
+        "training": {
+            "device": args.device,
+            "tensorboard": False,
+            "log_every_s": 5.0,
+            "cuda_graph": cuda_graph,
+        },
     }
 
 
-def loader_wait(run_dir: Path) -> float | None:
-    """The loader's wait fraction from the run's log (its ``loader`` event)."""
+def run_events(run_dir: Path) -> dict[str, Any]:
+    """From the run's log: the ``loader`` event (stage timings, wait fraction), whether the step
+    ran as a CUDA graph (``start`` event), and the notes (a failed capture says why)."""
+    out: dict[str, Any] = {"loader": {}, "cuda_graph": None, "notes": []}
     for line in (run_dir / "log.jsonl").read_text().splitlines():
         event = json.loads(line)
-        if event.get("event") == "loader" and "wait_fraction" in event:
-            return float(event["wait_fraction"])
-    return None
+        kind = event.get("event")
+        if kind == "loader":
+            out["loader"] = event
+        elif kind == "start":
+            out["cuda_graph"] = event.get("cuda_graph")
+        elif kind == "note":
+            out["notes"].append(event.get("message", ""))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=".gpu_data/hippocampus.zarr")
-    parser.add_argument("--seconds", type=float, default=80.0)
-    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=45.0)
+    parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--augment-device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--cuda-graph", default="off,auto", help="modes, comma-separated")
     args = parser.parse_args(argv)
     if args.device == "cpu" and args.augment_device == "cuda":
         args.augment_device = "cpu"
@@ -72,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fastseg.store import Store
-    from fastseg.train import train_run
 
     if not Path(args.store).exists():
         print(f"RESULT gpu train busy|skipped|no store at {args.store} (gpu_prepare.sh)")
@@ -81,9 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT gpu train busy|skipped|no CUDA device")
         return 0
     store = Store.open(args.store)
-    config = overrides(store, args)
-    print(json.dumps(config), flush=True)
+    for mode in args.cuda_graph.split(","):
+        measure(store, args, mode.strip())
+    return 0
 
+
+def measure(store: Any, args: argparse.Namespace, mode: str) -> None:
+    """One training run with ``training.cuda_graph: mode``; prints its RESULT lines."""
+    from fastseg.train import train_run
+
+    config = overrides(store, args, mode)
+    print(json.dumps(config), flush=True)
     sampler: Any = None
     card = "cpu"
     if args.device == "cuda":
@@ -94,30 +119,40 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         start = time.monotonic()
-        if sampler is not None:
-            with sampler:
-                result = train_run(args.store, run_dir, overrides=config, progress=False, log=None)
-        else:
-            result = train_run(args.store, run_dir, overrides=config, progress=False, log=None)
-        wait = loader_wait(run_dir)
+        with sampler if sampler is not None else contextlib.nullcontext():
+            result = train_run(args.store, run_dir, overrides=config, progress=False, log=print)
+        events = run_events(run_dir)
     rate = result.iterations / result.seconds if result.seconds > 0 else 0.0
+    graph = {True: "CUDA graph", False: "eager", None: "?"}[events["cuda_graph"]]
     setting = (
         f"patch {config['data']['patch_size']} batch {config['data']['batch_size']}, "
         f"{args.workers} workers, augmentation on {args.augment_device}, {card}"
     )
+    tag = f"gpu train [cuda_graph {mode}: {graph}]"
     busy = sampler.summary(since=start + args.warmup) if sampler is not None else None
     if busy is not None:
         print(
-            f"RESULT gpu train busy (NVML, after {args.warmup:g} s)|"
+            f"RESULT {tag} busy (NVML, after {args.warmup:g} s)|"
             f"{busy['utilization_mean_pct']:.1f}%|{setting}"
         )
-        print(f"RESULT gpu train memory max|{busy['memory_max_mib']:.0f} MiB|{card}")
+        print(f"RESULT {tag} memory max|{busy['memory_max_mib']:.0f} MiB|{card}")
     else:
-        print(f"RESULT gpu train busy|n/a|no NVML samples ({setting})")
-    print(f"RESULT gpu train iterations/s|{rate:.2f}|{result.iterations} in {result.seconds:.0f} s")
-    if wait is not None:
-        print(f"RESULT gpu train loader wait|{100 * wait:.1f}%|share of the run waiting for data")
-    return 0
+        print(f"RESULT {tag} busy|n/a|no NVML samples ({setting})")
+    print(f"RESULT {tag} iterations/s|{rate:.2f}|{result.iterations} in {result.seconds:.0f} s")
+    loader = events["loader"]
+    if "wait_fraction" in loader:
+        host = ", ".join(
+            f"{stage} {1e3 * loader[f'{stage}_median']:.2f} ms"
+            for stage in ("copy_s", "augment_s")
+            if isinstance(loader.get(f"{stage}_median"), float)
+        )
+        print(
+            f"RESULT {tag} loader wait|{100 * loader['wait_fraction']:.1f}%|"
+            f"share of the run waiting for data; host per batch: {host}"
+        )
+    for note in events["notes"]:
+        if "CUDA graph" in note:
+            print(f"RESULT {tag} note|capture failed|{note[:300]}")
 
 
 if __name__ == "__main__":

@@ -189,29 +189,43 @@ def _codec(store: Any) -> str:
 
 class _Step:
     """Forward + backward + optimizer step of ``model`` with ``loss`` on one batch, as the
-    trainer runs it (AdamW or SGD, AMP, gradient clipping); on CUDA it waits for the device, so
-    that the time of a step is the device's."""
+    trainer runs it (AdamW or SGD, AMP, gradient clipping, replayed as a CUDA graph when
+    ``training.cuda_graph`` allows it); on CUDA it waits for the device, so that the time of a
+    step is the device's."""
 
     def __init__(
         self, model: nn.Module, loss: Callable[..., Any], cfg: TrainConfig, dev: torch.device
     ) -> None:
         import torch
 
-        from fastseg.train import make_optimizer
+        from fastseg.train._graph_step import GraphedStep, graph_obstacle
+        from fastseg.train._optim import make_optimizer
 
         self.model = model.to(dev).train()
         self.loss = loss
         self.device = dev
         params = [p for p in model.parameters() if p.requires_grad]
         o = cfg.optim
+        self.amp_dtype = _amp_dtype(cfg.training.amp, dev)
+        graph = (
+            cfg.training.cuda_graph != "off"
+            and bool(params)
+            and graph_obstacle(dev, self.amp_dtype, False) is None
+        )
         self.optimizer = (
-            make_optimizer(params, o.optimizer, cfg.learning_rate, o.weight_decay, o.momentum)
+            make_optimizer(
+                params, o.optimizer, cfg.learning_rate, o.weight_decay, o.momentum, capturable=graph
+            )
             if params
             else None
         )
         self.clip = o.grad_clip
-        self.amp_dtype = _amp_dtype(cfg.training.amp, dev)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
+        self.graphed = (
+            GraphedStep(self.model, loss, self.optimizer, self.amp_dtype, self.clip)
+            if graph and self.optimizer is not None
+            else None
+        )
 
     @property
     def amp(self) -> str:
@@ -220,8 +234,20 @@ class _Step:
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> None:
         import torch
 
+        from fastseg.train._graph_step import GraphCaptureError
+        from fastseg.train._optim import conform_optimizer
+
         image = image.to(self.device, non_blocking=True)
         label = label.to(self.device, non_blocking=True)
+        if self.graphed is not None:
+            try:
+                self.graphed(image, label)
+                torch.cuda.synchronize(self.device)
+                return
+            except GraphCaptureError:  # a loss that syncs with the host: eager steps
+                self.graphed = None
+                if self.optimizer is not None:
+                    conform_optimizer(self.optimizer, False)
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
@@ -249,12 +275,17 @@ def _build_model(cfg: TrainConfig, in_channels: int, num_classes: int) -> nn.Mod
 
 def _build_loss(cfg: TrainConfig) -> Callable[..., Any]:
     """The trainer's loss: Dice or Dice+CE, through DeepSupervisionLoss (which passes a single
-    output straight through)."""
+    output straight through). Labels unchecked, as in the trainer (it checks the stored classes
+    once at start-up; a check per step would keep the step out of a CUDA graph)."""
     from fastseg.nn import DeepSupervisionLoss, DiceCELoss, DiceLoss
 
     background = cfg.loss.include_background
-    base = DiceLoss(include_background=background) if cfg.loss.name == "dice" else None
-    return DeepSupervisionLoss(base or DiceCELoss(include_background=background))
+    base: nn.Module
+    if cfg.loss.name == "dice":
+        base = DiceLoss(include_background=background, check_labels=False)
+    else:
+        base = DiceCELoss(include_background=background, check_labels=False)
+    return DeepSupervisionLoss(base)
 
 
 def _describe_model(net: nn.Module) -> str:
@@ -535,6 +566,10 @@ def profile(
     label_names = store.label_names
     classes = max(label_names) + 1 if label_names else 2  # as the trainer counts them
     net = model if model is not None else _build_model(cfg, in_channels, classes)
+    if loss is None:
+        from fastseg.train._runner import check_stored_classes
+
+        check_stored_classes(store, store.cases, classes)  # the loss checks no labels
     step = _Step(net, loss if loss is not None else _build_loss(cfg), cfg, dev)
     settings: dict[str, Any] = {
         "patch_size": patch,
@@ -546,6 +581,7 @@ def profile(
         "model": _describe_model(net),
         "parameters": sum(p.numel() for p in net.parameters()),
         "amp": step.amp,
+        "cuda_graph": step.graphed is not None,
         "codec": _codec(store),
         "seconds": float(seconds),
         "batches": batches,

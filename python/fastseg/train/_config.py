@@ -54,6 +54,8 @@ flags (``overrides``). Sizes are voxels in ``(z, y, x)`` order, times are second
       seed: 0
       log_every_s: 10
       tensorboard: true         # only when the tensorboard package is installed (else a note in the log)
+      cuda_graph: auto          # replay the training step as a CUDA graph: auto (on a single CUDA
+                                # device without fp16, falling back to eager if capture fails) | on | off
 
 The same file in TOML has one table per section (``[optim]``, ``learning_rate = 1e-3``); TOML
 has no null, so leave a key out to keep its default. ``overrides`` take nested sections
@@ -143,6 +145,7 @@ class TrainingConfig:
     seed: int = 0
     log_every_s: float = 10.0
     tensorboard: bool = True
+    cuda_graph: str = "auto"
 
 
 SECTIONS: dict[str, type] = {
@@ -408,6 +411,7 @@ CHECKS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "seed": _int(0),
         "log_every_s": _num(0.0),
         "tensorboard": _bool,
+        "cuda_graph": _choice("auto", "on", "off"),
     },
 }
 
@@ -442,6 +446,12 @@ def _check_consistency(config: TrainConfig) -> None:
         raise InputError(f"split.fold: expected -1 or < split.folds ({sp.folds}), got {sp.fold}")
     if d.augment_device == "cuda" and config.training.device == "cpu":
         raise InputError("data.augment_device: cuda needs training.device cuda or auto")
+    t = config.training
+    if t.cuda_graph == "on" and (t.device == "cpu" or t.amp == "fp16"):
+        raise InputError(
+            "training.cuda_graph: on needs training.device cuda or auto and training.amp other "
+            "than fp16 (its GradScaler syncs with the host every step)"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,13 @@ from fastseg.train import _run
 from fastseg.train._batches import open_loader, training_augmentation
 from fastseg.train._config import TrainConfig, load_config
 from fastseg.train._distributed import DistContext, setup
-from fastseg.train._optim import learning_rate, make_optimizer, set_learning_rate
+from fastseg.train._graph_step import GraphCaptureError, GraphedStep, graph_obstacle
+from fastseg.train._optim import (
+    conform_optimizer,
+    learning_rate,
+    make_optimizer,
+    set_learning_rate,
+)
 from fastseg.train._validate import (
     CasePrediction,
     ValidationResult,
@@ -488,12 +494,17 @@ def _train(
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     loss_fn = _loss(cfg).to(device)
     base_lr = cfg.learning_rate
+    obstacle = graph_obstacle(device, amp_dtype, dist.enabled)
+    if cfg.training.cuda_graph == "on" and obstacle is not None:
+        raise InputError(f"training.cuda_graph: on, but {obstacle}")
+    use_graph = cfg.training.cuda_graph != "off" and obstacle is None
     optimizer = make_optimizer(
         model.parameters(),
         cfg.optim.optimizer,
         base_lr,
         cfg.optim.weight_decay,
         cfg.optim.momentum,
+        capturable=use_graph,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
@@ -506,6 +517,7 @@ def _train(
         state = _run.load_checkpoint(_run.checkpoint_path(run_dir, "last"), map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        conform_optimizer(optimizer, use_graph)  # the checkpoint may come from the other mode
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         iteration = int(state["iteration"])
@@ -526,6 +538,7 @@ def _train(
         train_cases=len(train_cases),
         validation_cases=len(val_cases),
         patch_size=patch,
+        cuda_graph=use_graph,
     )
 
     train_model: nn.Module = model
@@ -623,6 +636,22 @@ def _train(
     if augment_device == "auto":
         augment_device = "cuda" if device.type == "cuda" else "cpu"
 
+    def eager_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with (
+            torch.autocast(device.type, dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
+        ):
+            loss = loss_fn(train_model(x), y)
+        scaler.scale(loss).backward()
+        if cfg.optim.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
     losses: list[float] = []
     pending: list[torch.Tensor] = []
 
@@ -665,6 +694,11 @@ def _train(
                 if log is print:
                     say = bar.write
             batches = iter(loader)
+            graphed = (
+                GraphedStep(train_model, loss_fn, optimizer, amp_dtype, cfg.optim.grad_clip)
+                if use_graph
+                else None
+            )
             last_log = last_ckpt = time.perf_counter()
             log_it = iteration
             train_model.train()
@@ -686,22 +720,23 @@ def _train(
                 batch = next(batches)
                 x = batch.image.to(device, non_blocking=True)
                 y = batch.label.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with (
-                    torch.autocast(device.type, dtype=amp_dtype)
-                    if amp_dtype is not None
-                    else contextlib.nullcontext()
-                ):
-                    out = train_model(x)
-                    loss = loss_fn(out, y)
-                scaler.scale(loss).backward()
-                if cfg.optim.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                loss = None
+                if graphed is not None:
+                    try:
+                        loss = graphed(x, y)
+                    except GraphCaptureError as exc:
+                        if cfg.training.cuda_graph == "on":
+                            raise InputError(
+                                f"training.cuda_graph: on, but the step could not be captured: "
+                                f"{exc}"
+                            ) from exc
+                        graphed = None
+                        conform_optimizer(optimizer, False)
+                        logger.note(f"CUDA graph capture failed, training eagerly: {exc}")
+                if loss is None:
+                    loss = eager_step(x, y)
                 iteration += 1
-                pending.append(loss.detach())  # no device sync per iteration
+                pending.append(loss)  # no device sync per iteration
                 lrs.append(lr)
                 if bar is not None:
                     bar.update(1)
