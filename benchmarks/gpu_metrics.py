@@ -6,9 +6,11 @@ Pairs: the organ-like masks of bench_metrics.py, MR-sized (z, y, x) = (96, 160, 
 given twice: label maps copied from host memory for every pair, and already on the device
 (CUDA tensors). Prints 'RESULT name|value|detail' lines that benchmarks/gpu_check.sh collects;
 imports only numpy, scipy, torch and fastseg. ``--torch-cpu`` runs the device path on torch's
-CPU device instead (to check the script where there is no GPU).
+CPU device instead (to check the script where there is no GPU). ``--profile`` then runs
+torch.profiler over one device evaluation of the MR pairs and prints its operator table (CPU
+and, on a GPU, CUDA times; not a RESULT line).
 
-Usage: python benchmarks/gpu_metrics.py [--mr 64] [--ct 4] [--repeats 3] [--torch-cpu]
+Usage: python benchmarks/gpu_metrics.py [--mr 64] [--ct 4] [--repeats 3] [--torch-cpu] [--profile]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import make_pair
 from fastseg.metrics import evaluate_batch
-from fastseg.metrics._device import pair_metrics
+from fastseg.metrics._device import pairs_metrics
 
 SETTINGS = {
     "MR 160x160x96": ((96, 160, 160), (2.5, 0.8, 0.8), (30.0, 25.0, 20.0)),
@@ -64,13 +66,42 @@ def max_relative_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) ->
 
 
 def torch_cpu_rows(pairs: dict[str, tuple[np.ndarray, np.ndarray]], spacing: Any) -> list[Any]:
-    """``evaluate_batch``'s rows computed by the device path on torch's CPU device."""
+    """``evaluate_batch``'s rows computed by the device path on torch's CPU device (all pairs
+    in one call, as ``evaluate_batch`` passes a chunk)."""
     rows = []
-    for case, (p, r) in pairs.items():
-        res = pair_metrics(p, r, spacing, None, "max_directed", 1.0, "cpu")
+    results = pairs_metrics(
+        list(pairs.values()), [spacing] * len(pairs), None, "max_directed", 1.0, "cpu"
+    )
+    for case, res in zip(pairs, results, strict=True):
         for k, label in enumerate(res["label"].tolist()):
             rows.append({"case": case, "label": label, **{m: res[m][k] for m in METRICS}})
     return rows
+
+
+def device_run(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]], spacing: Any, torch_cpu: bool
+) -> Callable[[], Any]:
+    """One evaluation of ``pairs`` by the device path: on torch's CPU device, or
+    ``evaluate_batch(device="cuda")``."""
+    if torch_cpu:
+        return lambda: torch_cpu_rows(pairs, spacing)
+    return lambda: evaluate_batch(pairs, spacing=spacing, device="cuda")
+
+
+def profile(run: Callable[[], Any]) -> None:
+    """torch.profiler's operator table of one ``run()``, by self CPU time (with CUDA times on a
+    GPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    with profiler(activities=activities) as prof:
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ct", type=int, default=4, help="CT-sized pairs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-cpu", action="store_true", help="device path on torch's CPU")
+    parser.add_argument(
+        "--profile", action="store_true", help="then profile one device run of the MR pairs"
+    )
     args = parser.parse_args(argv)
     if not args.torch_cpu and not torch.cuda.is_available():
         print("RESULT metrics cuda|skipped|no CUDA device")
         return 0
     card = "torch CPU" if args.torch_cpu else torch.cuda.get_device_name(0)
     threads = os.cpu_count() or 1
+    profiled: Callable[[], Any] | None = None
     for (name, (shape, spacing, radii)), n in zip(
         SETTINGS.items(), (args.mr, args.ct), strict=True
     ):
@@ -120,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 n,
                 args.repeats,
             )
+        if name.startswith("MR"):
+            profiled = device_run(pairs, spacing, args.torch_cpu)
         diff = max_relative_difference(cpu_rows, dev_rows)
         print(
             f"RESULT metrics {name} device pairs/s|{dev_rate:.1f}|{card}; native CPU "
@@ -131,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"RESULT metrics {name} on-device pairs/s|{resident_rate:.1f}|{card}; "
                 f"{resident_rate / cpu_rate:.2f}x the native CPU engine"
             )
+    if args.profile and profiled is not None:
+        print(f"torch.profiler, one device evaluation of the MR pairs ({card}):")
+        profile(profiled)
     return 0
 
 

@@ -108,14 +108,17 @@ def test_building_blocks_match_the_native_ones(
 
 
 @pytest.mark.parametrize("stack_voxels", [1, 3000, 1 << 24])
+@pytest.mark.parametrize("pair_voxels", [1, 5000, 1 << 28])
 def test_many_pairs_in_stacks_match_pair_by_pair(
-    stack_voxels: int, monkeypatch: pytest.MonkeyPatch
+    stack_voxels: int, pair_voxels: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Label boxes of different shapes and spacings computed together (padded stacks, one or
-    several) give each pair's own result."""
+    several), pairs counted together (in runs of one, a few or all), give each pair's own
+    result."""
     import fastseg.metrics._device as device
 
     monkeypatch.setattr(device, "STACK_VOXELS", stack_voxels)
+    monkeypatch.setattr(device, "PAIR_VOXELS", pair_voxels)
     rng = np.random.default_rng(7)
     pairs, spacings = [], []
     for _ in range(7):
@@ -128,6 +131,109 @@ def test_many_pairs_in_stacks_match_pair_by_pair(
     ours = pairs_metrics(pairs, spacings, None, "max_directed", 1.2, "cpu")
     for (pred, ref), sp, mine in zip(pairs, spacings, ours, strict=True):
         assert_same_result(_native.label_metrics(pred, ref, sp, None, "max_directed", 1.2), mine)
+
+
+@pytest.mark.parametrize(
+    ("few_values", "max_bins", "sub_bins"),
+    [(0, 4, 1), (0, 4, 3), (0, 1 << 16, 1), (0, 1 << 16, 3), (0, 1 << 16, 256), (8, 1 << 16, 256),
+     (20, 1 << 16, 256)],
+)  # fmt: skip
+def test_label_values_of_any_range_and_sign(
+    few_values: int, max_bins: int, sub_bins: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative labels, labels far apart (2**40, the range numbered by torch.unique), bool and
+    int8 tensors passed as they are, an empty grid: the native engine's counts and metrics,
+    whether counted value by value or in a histogram, whatever its bin layout."""
+    import fastseg.metrics._device as device
+
+    monkeypatch.setattr(device, "FEW_VALUES", few_values)
+    monkeypatch.setattr(device, "MAX_BINS", max_bins)
+    monkeypatch.setattr(device, "SUB_BINS", sub_bins)
+    rng = np.random.default_rng(11)
+    shape = (5, 6, 7)
+    far = rng.choice(np.array([0, 3, -2, 2**40, -(2**40)], np.int64), size=shape)
+    small = rng.choice(np.array([0, -1, -5, 4], np.int8), size=shape)
+    mask = rng.random(shape) < 0.4
+    host = [
+        (far, np.where(rng.random(shape) < 0.7, far, 3)),
+        (small, np.where(rng.random(shape) < 0.7, small, np.int8(-5)).astype(np.int8)),
+        (mask, rng.random(shape) < 0.5),
+        (np.zeros((0, 3, 4), np.int16), np.zeros((0, 3, 4), np.int16)),
+        (np.full(shape, 7, np.int16), np.full(shape, 7, np.int16)),
+    ]
+    given = [(torch.from_numpy(p), torch.from_numpy(r)) for p, r in host]
+    spacing = [(1.0, 0.8, 1.3)] * len(host)
+    for labels in (None, [-5, 3, 2**40, 7]):
+        for pairs in (host, given):
+            ours = pairs_metrics(pairs, spacing, labels, "pooled", 1.0, "cpu")
+            for (p, r), mine in zip(host, ours, strict=True):
+                p8, r8 = (x.astype(np.uint8) if x.dtype == np.bool_ else x for x in (p, r))
+                native = _native.label_metrics(p8, r8, spacing[0], labels, "pooled", 1.0)
+                assert_same_result(native, mine)
+
+
+READ_BACK_METHODS = ("tolist", "cpu", "item", "numpy", "nonzero", "unique", "masked_select",
+                     "bincount", "__int__", "__float__", "__bool__", "__index__")  # fmt: skip
+READ_BACK_FUNCTIONS = ("unique", "nonzero", "masked_select", "bincount", "argwhere")
+
+
+def count_read_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the name of every tensor operation that reads a device tensor back to the
+    host (and so waits for the device) is appended to the returned list: the conversions to
+    host values, unique/nonzero/bincount (sized by the data) and indexing with a bool mask."""
+    calls: list[str] = []
+
+    def counted(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    for name in READ_BACK_METHODS:
+        counted(torch.Tensor, name)
+    for name in READ_BACK_FUNCTIONS:
+        counted(torch, name)
+    getitem = torch.Tensor.__getitem__
+
+    def indexed(self: torch.Tensor, index: Any) -> Any:
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in parts):
+            calls.append("bool mask")
+        return getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", indexed)
+    return calls
+
+
+def test_read_backs_do_not_grow_with_pairs_or_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device path waits for the device a fixed number of times per call (value ranges,
+    counts, box profiles, one stack's surface positions and numbers), not once per pair or
+    label: 2 pairs, 8 pairs, 8 pairs with four labels each read back equally often."""
+    rng = np.random.default_rng(4)
+
+    def pairs(n: int, values: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for _ in range(n):
+            pred = rng.choice(np.array(values, np.int16), size=(6, 7, 8))
+            ref = np.where(rng.random((6, 7, 8)) < 0.7, pred, np.int16(values[1]))
+            out.append((pred, ref.astype(np.int16)))
+        return out
+
+    cases = [pairs(2, [0, 1]), pairs(8, [0, 1]), pairs(8, [0, 1, 2, 5, -3])]
+    for labels in (None, [1, 2]):
+        for tolerance in (1.0, math.nan):
+            counts = []
+            for case in cases:
+                with monkeypatch.context() as patch:
+                    calls = count_read_backs(patch)
+                    pairs_metrics(case, [(1.0, 1.0, 2.0)] * len(case), labels, "pooled",
+                                  tolerance, "cpu")  # fmt: skip
+                counts.append(len(calls))
+            assert counts[0] == counts[1] == counts[2], counts
+            assert 0 < counts[0] <= 8, counts
 
 
 def test_long_lines_are_chunked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,9 @@
 Every step is the CPU engine's (cpp/include/fastseg/metrics.h), written with tensor operations so
 that it runs where the label maps already are:
 
-- per label, A = pred == label and M = ref == label, counted and cut to B = bbox(A ∪ M);
+- per label, A = pred == label and M = ref == label (any integer labels, negative ones
+  included): |A|, |M|, |A ∩ M| of every label from one histogram per pair (atomic adds, no host
+  wait), then A and M cut to B = bbox(A ∪ M);
 - voxel surfaces ∂A, ∂M (6-neighbourhood, outside B counts as outside: B holds both masks);
 - exact squared Euclidean distance transforms to ∂M and ∂A over B, separable and in float64:
   along z, then y, then x, the minimum over the line of ``D(q) + (s (i − q))²`` (sums formed
@@ -17,6 +19,10 @@ that it runs where the label maps already are:
   voxel at offset (a − 1, b − 1, c − 1) is 128 >> (4a + 2b + c)), surfel areas from the native
   table, a corner counts when a border corner of the other surface lies within the tolerance
   (an exact transform of the corner grid).
+
+The host waits for the device a fixed number of times per call, not per pair or label (the
+counts, box profiles and results of many pairs and labels travel together), see
+:func:`pairs_metrics`.
 
 Label maps are ``(z, y, x)`` integer tensors; spacing ``(z, y, x)`` mm; distances in mm.
 """
@@ -45,7 +51,7 @@ def squared_edt(features: torch.Tensor, spacing: Sequence[float] | torch.Tensor)
     stack = features[None] if single else features
     sp = torch.as_tensor(spacing, dtype=torch.float64, device=features.device).reshape(-1, 3)
     sp = sp.expand(stack.shape[0], 3)
-    inf = torch.tensor(math.inf, dtype=torch.float64, device=features.device)
+    inf = torch.full((), math.inf, dtype=torch.float64, device=features.device)
     zero = torch.zeros((), dtype=torch.float64, device=features.device)
     d = torch.where(stack, zero, inf)
     for axis in range(3):
@@ -132,6 +138,22 @@ def corner_codes(mask: torch.Tensor) -> torch.Tensor:
 STACK_VOXELS = 1 << 24
 """Largest stack of label boxes (items × padded box voxels) computed together."""
 
+PAIR_VOXELS = 1 << 28
+"""Largest number of voxels (pred and ref of a run of pairs, int64) held on the device at once;
+each run costs three read-backs (a larger pair is a run of its own)."""
+
+MAX_BINS = 1 << 16
+"""Widest label-value range (max − min + 1) of a pair counted in direct bins; a wider one is
+first numbered by ``torch.unique`` (one read-back more for that pair)."""
+
+FEW_VALUES = 8
+"""Label-value ranges at most this wide are counted value by value with reductions, wider ones in
+a histogram."""
+
+SUB_BINS = 256
+"""Copies of each count bin, voxel i adding to copy i mod SUB_BINS, so that the atomic adds of a
+GPU histogram do not all meet on the background's bin."""
+
 
 @dataclass
 class _Item:
@@ -147,47 +169,160 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else 0.0
 
 
-def _counts_row(
-    p: torch.Tensor, r: torch.Tensor, label: int, want_nsd: bool
-) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
-    """The row of ``label`` as far as counts decide it, and A, M cut to bbox(A ∪ M) when both
-    are non-empty (the distances are then still to compute)."""
-    a_full, m_full = p == label, r == label
-    counts = torch.stack([a_full.sum(), m_full.sum(), (a_full & m_full).sum()])
-    na, nm, inter = (int(v) for v in counts.tolist())  # one read-back for the three counts
+def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``: to a GPU from pinned memory, without a host sync."""
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+def _counts_row(label: int, na: int, nm: int, inter: int, want_nsd: bool) -> dict[str, float]:
+    """The row of ``label`` as far as its counts |A|, |M|, |A ∩ M| decide it (the distances of
+    a label with both masks non-empty are filled in later)."""
     row: dict[str, float] = {"label": label, "pred_voxels": na, "ref_voxels": nm,
                              "inter_voxels": inter}  # fmt: skip
     if na == 0 and nm == 0:
         row.update(dice=1.0, jaccard=1.0, vs=1.0, hd=0.0, hd95=0.0, avd=0.0, assd=0.0)
         row["nsd"] = 1.0 if want_nsd else math.nan
-        return row, None, None
+        return row
     a, m, i = float(na), float(nm), float(inter)
     row.update(dice=2.0 * i / (a + m), jaccard=i / (a + m - i), vs=1.0 - abs(a - m) / (a + m))
     if na == 0 or nm == 0:
         row.update(hd=math.inf, hd95=math.inf, avd=math.inf, assd=math.inf)
         row["nsd"] = 0.0 if want_nsd else math.nan
-        return row, None, None
-    either = a_full | m_full
-    # the three axis projections in one read-back, the box's bounds found on the host
-    profiles = (
-        torch.cat(
-            [
-                either.any(dim=2).any(dim=1),
-                either.any(dim=2).any(dim=0),
-                either.any(dim=1).any(dim=0),
-            ]
-        )
-        .cpu()
-        .numpy()
-    )
-    box = []
+    return row
+
+
+def _value_ranges(maps: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[int, int]]:
+    """(smallest, largest) value of each pair's two maps, in one read-back ((0, 0) for empty
+    maps)."""
+    full = [k for k, (p, _) in enumerate(maps) if p.numel()]
+    out = [(0, 0)] * len(maps)
+    if not full:
+        return out
+    ends = torch.stack(
+        [torch.stack([*torch.aminmax(maps[k][0]), *torch.aminmax(maps[k][1])]) for k in full]
+    ).tolist()
+    for k, (p_lo, p_hi, r_lo, r_hi) in zip(full, ends, strict=True):
+        out[k] = (min(p_lo, r_lo), max(p_hi, r_hi))
+    return out
+
+
+def _histogram(
+    p: torch.Tensor, r: torch.Tensor, lo: int, hi: int, cache: dict[tuple[int, int], Any]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Counts ``(3, K)`` (int64, on the device) of every value of a pair's maps in pred, in ref
+    and in both at one voxel, and the values they count: ``lo..hi`` (None returned) when that
+    range is at most :data:`MAX_BINS` wide, else ``torch.unique``'s (one read-back). Up to
+    :data:`FEW_VALUES` values by reductions (0, the background, not counted), else by atomic
+    adds into :data:`SUB_BINS` copies of each bin (no read-back)."""
+    if hi - lo + 1 <= FEW_VALUES:
+        columns = []
+        for value in range(lo, hi + 1):
+            if value == 0:
+                columns.append(torch.zeros(3, dtype=torch.int64, device=p.device))
+                continue
+            a, m = p == value, r == value
+            columns.append(torch.stack([a.sum(), m.sum(), (a & m).sum()]))
+        return torch.stack(columns, dim=1), None
+    pf, rf = p.reshape(-1), r.reshape(-1)
+    n = pf.numel()
+    values: torch.Tensor | None = None
+    if hi - lo + 1 <= MAX_BINS:
+        k = hi - lo + 1
+        code_p, code_r = pf - lo, rf - lo
+    else:
+        values, inverse = torch.unique(torch.cat([pf, rf]), return_inverse=True)
+        k = int(values.numel())
+        code_p, code_r = inverse[:n], inverse[n:]
+    sub = max(1, min(SUB_BINS, MAX_BINS // k))
+    if (n, sub) not in cache:
+        lane = torch.arange(n, dtype=torch.int64, device=p.device) % sub
+        cache[(n, sub)] = (lane, torch.ones(n, dtype=torch.int64, device=p.device))
+    lane, ones = cache[(n, sub)]
+    span = (k + 1) * sub  # bin k: voxels of pred where ref differs (not counted)
+    bins = torch.zeros(3 * span, dtype=torch.int64, device=p.device)
+    bins.index_add_(0, code_p * sub + lane, ones)
+    bins.index_add_(0, code_r * sub + (lane + span), ones)
+    inter = torch.where(pf == rf, code_p, k)
+    bins.index_add_(0, inter * sub + (lane + 2 * span), ones)
+    return bins.view(3, k + 1, sub).sum(dim=2)[:, :k], values
+
+
+def _count_rows(
+    maps: list[tuple[torch.Tensor, torch.Tensor]], labels: Sequence[int] | None, want_nsd: bool
+) -> list[list[dict[str, float]]]:
+    """Each pair's rows as far as the counts decide them (:func:`_counts_row`): the counts of
+    every pair and label read back together."""
+    ranges = _value_ranges(maps)
+    cache: dict[tuple[int, int], Any] = {}
+    hists = [
+        _histogram(p, r, lo, hi, cache) if p.numel() else None
+        for (p, r), (lo, hi) in zip(maps, ranges, strict=True)
+    ]
+    parts: list[torch.Tensor] = []
+    for h in hists:
+        if h is not None:
+            parts.append(h[0].reshape(-1))
+            if h[1] is not None:
+                parts.append(h[1])
+    flat = torch.cat(parts).tolist() if parts else []
+    rows = []
+    at = 0
+    for h, (lo, _) in zip(hists, ranges, strict=True):
+        table: dict[int, tuple[int, int, int]] = {}
+        if h is not None:
+            k = int(h[0].shape[1])
+            counts = flat[at : at + 3 * k]
+            at += 3 * k
+            if h[1] is None:
+                values = list(range(lo, lo + k))
+            else:
+                values = flat[at : at + k]
+                at += k
+            for j, value in enumerate(values):
+                na, nm, inter = counts[j], counts[k + j], counts[2 * k + j]
+                if na or nm:
+                    table[value] = (na, nm, inter)
+        wanted = sorted(v for v in table if v != 0) if labels is None else labels
+        rows.append([_counts_row(int(v), *table.get(int(v), (0, 0, 0)), want_nsd) for v in wanted])
+    return rows
+
+
+def _cut_boxes(
+    maps: list[tuple[torch.Tensor, torch.Tensor]],
+    rows: list[list[dict[str, float]]],
+    spacings: list[tuple[float, float, float]],
+) -> list[_Item]:
+    """The items (labels with both masks non-empty) of the pairs, A and M cut to bbox(A ∪ M):
+    the three axis profiles of every item's A ∪ M read back together, the bounds found on the
+    host."""
+    wanted = [
+        (k, row)
+        for k, pair_rows in enumerate(rows)
+        for row in pair_rows
+        if row["pred_voxels"] and row["ref_voxels"]
+    ]
+    if not wanted:
+        return []
+    profiles = []
+    for k, row in wanted:
+        p, r = maps[k]
+        either = (p == int(row["label"])) | (r == int(row["label"]))
+        profiles += [either.any(dim=(1, 2)), either.any(dim=(0, 2)), either.any(dim=(0, 1))]
+    flat = torch.cat(profiles).cpu().numpy()
+    items = []
     start = 0
-    for n in either.shape:
-        hits = np.flatnonzero(profiles[start : start + n])
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-        start += n
-    # copies, so that the full-size masks are freed before the boxes are stacked
-    return row, a_full[tuple(box)].clone(), m_full[tuple(box)].clone()
+    for k, row in wanted:
+        p, r = maps[k]
+        box = []
+        for n in p.shape:
+            hits = np.flatnonzero(flat[start : start + n])
+            box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+            start += n
+        label = int(row["label"])
+        items.append(_Item(row, p[tuple(box)] == label, r[tuple(box)] == label, spacings[k]))
+    return items
 
 
 def _stacks(items: list[_Item]) -> list[list[_Item]]:
@@ -218,28 +353,43 @@ def _pad_stack(masks: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _per_item(values: torch.Tensor, where: torch.Tensor) -> list[np.ndarray]:
-    """``values[where]`` split by item (host arrays), for a ``(B, ...)`` stack."""
-    sizes = where.flatten(1).sum(dim=1).tolist()
-    flat = values[where].cpu().numpy()
-    return list(np.split(flat, np.cumsum(sizes)[:-1]))
+def _at_surfaces(
+    to_m: torch.Tensor, surf_a: torch.Tensor, to_a: torch.Tensor, surf_m: torch.Tensor
+) -> torch.Tensor:
+    """``cat(to_m[surf_a], to_a[surf_m])`` of ``(B, ...)`` stacks (item by item, in voxel order)
+    with one read-back (the positions)."""
+    at = torch.stack([surf_a, surf_m]).nonzero().unbind(dim=1)  # (side, item, z, y, x)
+    return torch.where(at[0] == 0, to_m[at[1:]], to_a[at[1:]])
 
 
 def _stack_distances(
     group: list[_Item], pooled: bool, tolerance: float, areas: dict[tuple[float, ...], Any]
 ) -> None:
-    """Fill hd, hd95, assd, avd and nsd of every item of ``group`` (computed together)."""
+    """Fill hd, hd95, assd, avd and nsd of every item of ``group`` (computed together; two
+    read-backs: the surface positions, then every number)."""
     A, M = _pad_stack([it.a for it in group]), _pad_stack([it.m for it in group])
-    spacing = torch.tensor([it.spacing for it in group], dtype=torch.float64, device=A.device)
+    host_spacing = torch.tensor([it.spacing for it in group], dtype=torch.float64)
+    spacing = _to_device(host_spacing, A.device)
     dims = (1, 2, 3)
     surf_a, surf_m = voxel_surface(A), voxel_surface(M)
     to_m = torch.sqrt(squared_edt(surf_m, spacing))  # d(., ∂M)
     to_a = torch.sqrt(squared_edt(surf_a, spacing))  # d(., ∂A)
-    a_to_m, m_to_a = _per_item(to_m, surf_a), _per_item(to_a, surf_m)
     zero = torch.zeros((), dtype=torch.float64, device=A.device)
-    avd_a = torch.where(A & ~M, to_m, zero).sum(dim=dims).tolist()  # d(a, M) = d(a, ∂M) off M
-    avd_m = torch.where(M & ~A, to_a, zero).sum(dim=dims).tolist()
-    nsd = _surface_dice(A, M, spacing, tolerance, group, areas)
+    summary = torch.cat(
+        [
+            torch.where(A & ~M, to_m, zero).sum(dim=dims),  # d(a, M) = d(a, ∂M) off M
+            torch.where(M & ~A, to_a, zero).sum(dim=dims),
+            surf_a.sum(dim=dims).to(torch.float64),
+            surf_m.sum(dim=dims).to(torch.float64),
+            _surface_dice(A, M, spacing, tolerance, group, areas),
+        ]
+    )
+    host = torch.cat([summary, _at_surfaces(to_m, surf_a, to_a, surf_m)]).cpu().numpy()
+    b = len(group)
+    avd_a, avd_m, size_a, size_m, nsd = (host[j * b : (j + 1) * b] for j in range(5))
+    sizes = np.concatenate([size_a, size_m]).astype(np.int64)
+    per_item = np.split(host[5 * b :], np.cumsum(sizes)[:-1])
+    a_to_m, m_to_a = per_item[:b], per_item[b:]
     for k, it in enumerate(group):
         d1, d2 = a_to_m[k], m_to_a[k]
         if pooled:
@@ -250,8 +400,10 @@ def _stack_distances(
             hd=max(float(d1.max()), float(d2.max())),
             hd95=hd95,
             assd=(float(d1.mean()) + float(d2.mean())) / 2.0,
-            avd=max(avd_a[k] / it.row["pred_voxels"], avd_m[k] / it.row["ref_voxels"]),
-            nsd=nsd[k],
+            avd=max(
+                float(avd_a[k]) / it.row["pred_voxels"], float(avd_m[k]) / it.row["ref_voxels"]
+            ),
+            nsd=float(nsd[k]),
         )
 
 
@@ -262,10 +414,11 @@ def _surface_dice(
     tolerance: float,
     group: list[_Item],
     areas: dict[tuple[float, ...], Any],
-) -> list[float]:
-    """DeepMind's surface Dice of each item of the stacks (NaN for all when no tolerance)."""
+) -> torch.Tensor:
+    """DeepMind's surface Dice of each item of the stacks, ``(B,)`` float64 on the device (NaN
+    for all when no tolerance)."""
     if math.isnan(tolerance):
-        return [math.nan] * len(group)
+        return torch.full((len(group),), math.nan, dtype=torch.float64, device=A.device)
     table = torch.stack([areas[it.spacing] for it in group])  # (B, 256)
     codes_a, codes_m = corner_codes(A), corner_codes(M)
     border_a = (codes_a != 0) & (codes_a != 255)
@@ -280,7 +433,21 @@ def _surface_dice(
     near = torch.where(near_a, area_a, 0.0).sum(dim=dims) + torch.where(near_m, area_m, 0.0).sum(
         dim=dims
     )
-    return (near / total).tolist()
+    return near / total
+
+
+def _runs(voxels: list[int]) -> list[range]:
+    """Consecutive pairs whose maps hold at most :data:`PAIR_VOXELS` voxels together."""
+    runs: list[range] = []
+    start, total = 0, 0
+    for k, n in enumerate(voxels):
+        if k > start and total + n > PAIR_VOXELS:
+            runs.append(range(start, k))
+            start, total = k, 0
+        total += n
+    if start < len(voxels):
+        runs.append(range(start, len(voxels)))
+    return runs
 
 
 def pairs_metrics(
@@ -292,33 +459,34 @@ def pairs_metrics(
     device: str | torch.device,
 ) -> list[dict[str, np.ndarray]]:
     """Per pair, the native engine's result dict (``label``, ``pred_voxels``, ``ref_voxels``,
-    ``inter_voxels`` and the metrics, one entry per label) for pairs of ``(z, y, x)`` label maps
-    (NumPy arrays or tensors) with spacings ``(z, y, x)`` mm, computed on ``device``: the label
-    boxes of all pairs go through the distance transforms in stacks. ``labels`` None: every
-    non-zero label of either map; ``hd95`` ``"max_directed"``/``"pooled"``; ``nsd_tolerance``
-    NaN for none."""
+    ``inter_voxels`` and the metrics, one entry per label) for pairs of ``(z, y, x)`` integer
+    label maps (NumPy arrays or tensors; any integer values, negative ones included) with
+    spacings ``(z, y, x)`` mm, computed on ``device``: the label boxes of all pairs go through
+    the distance transforms in stacks. ``labels`` None: every non-zero label of either map;
+    ``hd95`` ``"max_directed"``/``"pooled"``; ``nsd_tolerance`` NaN for none.
+
+    Device-to-host read-backs: three per run of pairs (:data:`PAIR_VOXELS`: value ranges,
+    counts of every label, box profiles), two per stack of boxes (:data:`STACK_VOXELS`), and
+    one per pair whose label values span more than :data:`MAX_BINS`."""
     want_nsd = not math.isnan(nsd_tolerance)
+    work = [
+        (pred, ref, (float(sp[0]), float(sp[1]), float(sp[2])))
+        for (pred, ref), sp in zip(pairs, spacings, strict=True)
+    ]
     rows: list[list[dict[str, float]]] = []
     items: list[_Item] = []
     areas: dict[tuple[float, ...], Any] = {}
-    for (pred, ref), spacing in zip(pairs, spacings, strict=True):
-        sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
-        p, r = _label_map_on(pred, device), _label_map_on(ref, device)
-        if labels is None:
-            present = torch.unique(torch.cat([torch.unique(p), torch.unique(r)]))
-            wanted = [int(v) for v in present.tolist() if v != 0]
-        else:
-            wanted = [int(v) for v in labels]
-        pair_rows = []
-        for label in wanted:
-            row, a, m = _counts_row(p, r, label, want_nsd)
-            pair_rows.append(row)
-            if a is not None and m is not None:
-                items.append(_Item(row, a, m, sp))
-                if want_nsd and sp not in areas:
-                    table = _native.surfel_areas(sp)
-                    areas[sp] = torch.as_tensor(table, dtype=torch.float64, device=p.device)
-        rows.append(pair_rows)
+    for run in _runs([2 * math.prod(np.shape(pred)) for pred, _, _ in work]):
+        maps = [(_label_map_on(work[k][0], device), _label_map_on(work[k][1], device)) for k in run]
+        run_rows = _count_rows(maps, labels, want_nsd)
+        run_items = _cut_boxes(maps, run_rows, [work[k][2] for k in run])
+        del maps
+        rows += run_rows
+        items += run_items
+    for it in items:
+        if want_nsd and it.spacing not in areas:
+            table = torch.as_tensor(_native.surfel_areas(it.spacing), dtype=torch.float64)
+            areas[it.spacing] = _to_device(table, it.a.device)
     for group in _stacks(items):
         _stack_distances(group, hd95 == "pooled", nsd_tolerance, areas)
     return [_result_dict(pair_rows) for pair_rows in rows]
