@@ -4,8 +4,9 @@ Every step is the CPU engine's (cpp/include/fastseg/metrics.h), written with ten
 that it runs where the label maps already are:
 
 - per label, A = pred == label and M = ref == label (any integer labels, negative ones
-  included): |A|, |M|, |A ∩ M| of every label from one histogram per pair (atomic adds, no host
-  wait), then A and M cut to B = bbox(A ∪ M);
+  included): |A|, |M|, |A ∩ M| of every label of a pair counted without a host wait
+  (reductions for a few label values, else a histogram of atomic adds), then A and M cut to
+  B = bbox(A ∪ M);
 - voxel surfaces ∂A, ∂M (6-neighbourhood, outside B counts as outside: B holds both masks);
 - exact squared Euclidean distance transforms to ∂M and ∂A over B, separable and in float64:
   along z, then y, then x, the minimum over the line of ``D(q) + (s (i − q))²`` (sums formed
@@ -282,9 +283,9 @@ def _count_rows(
                 at += k
             for j, value in enumerate(values):
                 na, nm, inter = counts[j], counts[k + j], counts[2 * k + j]
-                if na or nm:
+                if value != 0 and (na or nm):  # 0, the background, is never counted
                     table[value] = (na, nm, inter)
-        wanted = sorted(v for v in table if v != 0) if labels is None else labels
+        wanted = sorted(table) if labels is None else labels
         rows.append([_counts_row(int(v), *table.get(int(v), (0, 0, 0)), want_nsd) for v in wanted])
     return rows
 
