@@ -3,10 +3,12 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "bind.h"
 #include "checks.h"
 #include "fastseg/dice.h"
+#include "fastseg/dice_loss.h"
 #include "loss/loss.h"
 
 namespace py = pybind11;
@@ -74,7 +76,50 @@ void dispatch(const py::array& logits, const py::array& target, Fn&& fn) {
   }
 }
 
+// The sums (N, C, kSums) float64 array of a problem.
+const double* sums_of(const py::array& sums, const loss::DiceProblem& p) {
+  require_shape(sums, "sums", {p.n, p.c, dice::kSums});
+  require_dtype<double>(sums, "sums");
+  require_c_contiguous(sums, "sums");
+  return static_cast<const double*>(sums.data());
+}
+
+// The class weights: None (null) or C float64 values.
+const double* weight_of(const py::object& weight, int64_t classes) {
+  if (weight.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(weight)) throw py::type_error("weight: expected None or a float64 array");
+  const py::array w = py::reinterpret_borrow<py::array>(weight);
+  require_shape(w, "weight", {classes});
+  require_dtype<double>(w, "weight");
+  require_c_contiguous(w, "weight");
+  return static_cast<const double*>(w.data());
+}
+
 }  // namespace
+
+// The loss options from (squared, include_background, batch_dice, smooth_nr, smooth_dr, dice_weight,
+// ce_weight) and the problem (shared with the CUDA bindings of cuda_ops.cpp).
+dice::LossSpec dice_loss_spec(const py::tuple& options, int64_t n, int64_t c, int64_t voxels, bool sigmoid,
+                              bool with_ce) {
+  if (options.size() != 7) {
+    throw py::value_error("options: expected (squared, include_background, batch_dice, smooth_nr, smooth_dr, "
+                          "dice_weight, ce_weight), got " + std::to_string(options.size()) + " values");
+  }
+  dice::LossSpec s;
+  s.n = n;
+  s.c = c;
+  s.voxels = voxels;
+  s.sigmoid = sigmoid;
+  s.with_ce = with_ce;
+  s.squared = options[0].cast<bool>();
+  s.include_background = options[1].cast<bool>();
+  s.batch_dice = options[2].cast<bool>();
+  s.smooth_nr = options[3].cast<double>();
+  s.smooth_dr = options[4].cast<double>();
+  s.dice_weight = options[5].cast<double>();
+  s.ce_weight = options[6].cast<double>();
+  return s;
+}
 
 void bind_loss(py::module_& m) {
   m.attr("dice_sums_count") = static_cast<int>(dice::kSums);
@@ -127,6 +172,75 @@ void bind_loss(py::module_& m) {
       py::arg("label_offset"),
       "dL/dlogits (N, C, V) from the gradients (N, C, 4) float64 of the sums (intersection, Σp, Σp², "
       "cross-entropy), recomputing the softmax or sigmoid.");
+  m.def(
+      "dice_loss_forward",
+      [](const py::array& logits, const py::array& target, py::array sums, const py::object& weight, bool sigmoid,
+         bool with_ce, int label_offset, const py::tuple& options) {
+        loss::DiceProblem p = problem(logits, target, sigmoid, label_offset);
+        p.with_ce = with_ce;
+        const dice::LossSpec spec = dice_loss_spec(options, p.n, p.c, p.v, sigmoid, with_ce);
+        sums_of(sums, p);
+        const double* w = weight_of(weight, p.c);
+        double* out = static_cast<double*>(sums.mutable_data());
+        int64_t invalid = 0;
+        double value = 0.0;
+        dispatch(logits, target, [&](const auto* x, const auto* t) {
+          py::gil_scoped_release release;
+          invalid = loss::dice_sums_cpu(p, x, t, out);
+          value = dice::loss_from_sums(spec, out, w, 1.0, -1, nullptr);
+        });
+        return py::make_tuple(invalid, value);
+      },
+      py::arg("logits"), py::arg("target"), py::arg("sums"), py::arg("weight"), py::arg("sigmoid"),
+      py::arg("with_ce"), py::arg("label_offset"), py::arg("options"),
+      "dice_sums into `sums`, then the loss from them (fastseg/dice_loss.h); returns (labels outside "
+      "[0, label_offset + C), loss). options: (squared, include_background, batch_dice, smooth_nr, "
+      "smooth_dr, dice_weight, ce_weight); weight: None or C float64 values.");
+  m.def(
+      "dice_loss_backward",
+      [](const py::array& logits, const py::array& target, const py::array& sums, const py::object& weight,
+         py::array grad_logits, bool sigmoid, bool with_ce, int label_offset, const py::tuple& options,
+         double scale) {
+        const loss::DiceProblem p = problem(logits, target, sigmoid, label_offset);
+        const dice::LossSpec spec = dice_loss_spec(options, p.n, p.c, p.v, sigmoid, with_ce);
+        const double* s = sums_of(sums, p);
+        const double* w = weight_of(weight, p.c);
+        require_same_shape(logits, "logits", grad_logits, "grad_logits");
+        require_c_contiguous(grad_logits, "grad_logits");
+        if (!same_dtype(logits.dtype(), grad_logits.dtype())) {
+          throw py::type_error("grad_logits: expected dtype " + dtype_str(logits) + " (as logits), got " +
+                               dtype_str(grad_logits));
+        }
+        void* out = grad_logits.mutable_data();
+        dispatch(logits, target, [&](const auto* x, const auto* t) {
+          using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
+          py::gil_scoped_release release;
+          loss::dice_loss_backward_cpu(p, spec, x, t, s, w, scale, static_cast<T*>(out));
+        });
+      },
+      py::arg("logits"), py::arg("target"), py::arg("sums"), py::arg("weight"), py::arg("grad_logits"),
+      py::arg("sigmoid"), py::arg("with_ce"), py::arg("label_offset"), py::arg("options"), py::arg("scale"),
+      "dL/dlogits (N, C, V) into grad_logits: scale (dL/dloss) times the loss's gradients of the sums "
+      "(fastseg/dice_loss.h), then one backward pass.");
+  m.def(
+      "dice_loss_from_sums",
+      [](const py::array& sums, const py::object& weight, bool sigmoid, bool with_ce, int64_t voxels,
+         const py::tuple& options, double scale) {
+        require_ndim(sums, "sums", 3);
+        loss::DiceProblem p;
+        p.n = sums.shape(0);
+        p.c = sums.shape(1);
+        const double* s = sums_of(sums, p);
+        const double* w = weight_of(weight, p.c);
+        const dice::LossSpec spec = dice_loss_spec(options, p.n, p.c, voxels, sigmoid, with_ce);
+        py::array_t<double> grads(std::vector<py::ssize_t>{p.n, p.c, dice::kGrads});
+        const double value = dice::loss_from_sums(spec, s, w, scale, -1, grads.mutable_data());
+        return py::make_tuple(value, grads);
+      },
+      py::arg("sums"), py::arg("weight"), py::arg("sigmoid"), py::arg("with_ce"), py::arg("voxels"),
+      py::arg("options"), py::arg("scale"),
+      "(loss, scale * dloss/d(Σpt, Σp, Σp², cross-entropy) (N, C, 4)) from sums (N, C, 5) float64 "
+      "(fastseg/dice_loss.h).");
 }
 
 }  // namespace fastseg

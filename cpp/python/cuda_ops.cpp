@@ -190,6 +190,10 @@ void bind_augment_cuda(py::module_& c) {
 }  // namespace
 
 // ---- fused soft-Dice loss (cpp/src/loss/loss_cuda.cu): device pointers, dtypes as names ----
+// Defined in bind_loss.cpp: the loss options from their Python tuple.
+dice::LossSpec dice_loss_spec(const py::tuple& options, int64_t n, int64_t c, int64_t voxels, bool sigmoid,
+                              bool with_ce);
+
 namespace {
 
 loss::DType loss_dtype(const std::string& name, const char* arg) {
@@ -273,6 +277,58 @@ void bind_loss_cuda(py::module_& c) {
       py::arg("shape"), py::arg("sigmoid"), py::arg("mask"), py::arg("label_offset"), py::arg("grads_ptr"),
       py::arg("grad_logits_ptr"), py::arg("stream"),
       "dL/dlogits (N, C, V), logits' dtype, from the sums' gradients (N, C, 4) float64.");
+  c.def(
+      "dice_loss_forward",
+      [](uintptr_t logits, const std::string& logits_dtype, uintptr_t target, const std::string& target_dtype,
+         const std::vector<int64_t>& shape, bool sigmoid, bool with_ce, bool mask, int label_offset,
+         uintptr_t workspace, uintptr_t sums, uintptr_t weight, const py::tuple& options, uintptr_t loss,
+         bool loss_double, uintptr_t stream) {
+        loss::DiceProblem p = loss_problem(shape, sigmoid, mask, label_offset, logits_dtype, target_dtype);
+        p.with_ce = with_ce;
+        const dice::LossSpec spec = dice_loss_spec(options, p.n, p.c, p.v, sigmoid, with_ce);
+        if (p.n < 1 || p.c < 1) throw py::value_error("shape: expected N >= 1 and C >= 1");
+        if (sums == 0 || loss == 0 || (p.v > 0 && (logits == 0 || target == 0 || workspace == 0))) {
+          throw py::value_error("dice_loss_forward: null device pointer");
+        }
+        py::gil_scoped_release release;
+        loss::dice_sums_cuda(p, loss_dtype(logits_dtype, "logits"), reinterpret_cast<const void*>(logits),
+                             loss_dtype(target_dtype, "target"), reinterpret_cast<const void*>(target),
+                             reinterpret_cast<double*>(workspace), reinterpret_cast<double*>(sums), stream);
+        loss::dice_finalize_cuda(spec, reinterpret_cast<const double*>(sums), reinterpret_cast<const double*>(weight),
+                                 reinterpret_cast<void*>(loss), loss_double, stream);
+      },
+      py::arg("logits_ptr"), py::arg("logits_dtype"), py::arg("target_ptr"), py::arg("target_dtype"),
+      py::arg("shape"), py::arg("sigmoid"), py::arg("with_ce"), py::arg("mask"), py::arg("label_offset"),
+      py::arg("workspace_ptr"), py::arg("sums_ptr"), py::arg("weight_ptr"), py::arg("options"), py::arg("loss_ptr"),
+      py::arg("loss_double"), py::arg("stream"),
+      "dice_sums, then one launch turning the sums into the loss (fastseg/dice_loss.h), written as one float64 "
+      "(loss_double) or float32. weight_ptr: C float64 values, or 0 for none.");
+  c.def(
+      "dice_loss_backward",
+      [](uintptr_t logits, const std::string& logits_dtype, uintptr_t target, const std::string& target_dtype,
+         const std::vector<int64_t>& shape, bool sigmoid, bool with_ce, bool mask, int label_offset, uintptr_t sums,
+         uintptr_t weight, const py::tuple& options, uintptr_t grad_loss, bool grad_double, uintptr_t grads,
+         uintptr_t grad_logits, uintptr_t stream) {
+        const loss::DiceProblem p = loss_problem(shape, sigmoid, mask, label_offset, logits_dtype, target_dtype);
+        const dice::LossSpec spec = dice_loss_spec(options, p.n, p.c, p.v, sigmoid, with_ce);
+        if (p.n * p.c * p.v > 0 &&
+            (logits == 0 || target == 0 || sums == 0 || grad_loss == 0 || grads == 0 || grad_logits == 0)) {
+          throw py::value_error("dice_loss_backward: null device pointer");
+        }
+        py::gil_scoped_release release;
+        loss::dice_loss_backward_cuda(p, spec, loss_dtype(logits_dtype, "logits"), reinterpret_cast<const void*>(logits),
+                                      loss_dtype(target_dtype, "target"), reinterpret_cast<const void*>(target),
+                                      reinterpret_cast<const double*>(sums), reinterpret_cast<const double*>(weight),
+                                      reinterpret_cast<const void*>(grad_loss), grad_double,
+                                      reinterpret_cast<double*>(grads), reinterpret_cast<void*>(grad_logits), stream);
+      },
+      py::arg("logits_ptr"), py::arg("logits_dtype"), py::arg("target_ptr"), py::arg("target_dtype"),
+      py::arg("shape"), py::arg("sigmoid"), py::arg("with_ce"), py::arg("mask"), py::arg("label_offset"),
+      py::arg("sums_ptr"), py::arg("weight_ptr"), py::arg("options"), py::arg("grad_loss_ptr"),
+      py::arg("grad_double"), py::arg("grads_ptr"), py::arg("grad_logits_ptr"), py::arg("stream"),
+      "dL/dlogits (N, C, V), logits' dtype, in two launches: the sums' gradients into grads (N, C, 4) float64 "
+      "from the sums, the options and dL/dloss read on the device (float64 if grad_double, else float32), "
+      "then the backward pass.");
 }
 
 }  // namespace

@@ -522,13 +522,17 @@ def dice_sums(
     invalid = int(
         core.dice_sums(x_np, t_np, sums_np, bool(sigmoid), bool(with_ce), int(label_offset))
     )
+    _refuse_invalid_labels(invalid, x_np, t_np, label_offset)
+    return sums_np
+
+
+def _refuse_invalid_labels(invalid: int, x_np: np.ndarray, t_np: np.ndarray, offset: int) -> None:
     if invalid:
-        top = int(label_offset) + x_np.shape[1] - 1
+        top = int(offset) + x_np.shape[1] - 1
         raise InputError(
             f"target: labels must lie in [0, {top}] for {x_np.shape[1]} classes, got {invalid} "
             f"voxels outside, values in [{t_np.min()}, {t_np.max()}]"
         )
-    return sums_np
 
 
 def dice_backward(
@@ -564,3 +568,156 @@ def dice_backward(
     out_np = np.empty_like(x_np)
     core.dice_backward(x_np, t_np, g_np, out_np, bool(sigmoid), int(label_offset))
     return out_np
+
+
+# The loss itself (cpp/include/fastseg/dice_loss.h) from the sums. ``options`` is the tuple
+# (squared, include_background, batch_dice, smooth_nr, smooth_dr, dice_weight, ce_weight);
+# ``weight`` None or C float64 class weights on logits' device.
+
+
+def dice_loss_forward(
+    logits: Any,
+    target: Any,
+    weight: Any,
+    *,
+    sigmoid: bool,
+    with_ce: bool,
+    label_offset: int,
+    options: tuple[bool, bool, bool, float, float, float, float],
+    loss_double: bool = True,
+) -> tuple[Any, Any]:
+    """(sums (N, C, 5) float64, loss) of logits (N, C, V): :func:`dice_sums` and the loss.
+
+    CUDA: three launches (sums, their reduction, the loss) on the current stream, no host sync;
+    the loss is a 0-dim float64 (``loss_double``) or float32 tensor. CPU: the loss is a float.
+    """
+    if device_of(logits) == "cuda":
+        import torch
+
+        kernels = require_cuda_kernels()
+        x, t, shape = _cuda_dice_args(logits, target)
+        sums = torch.empty((*shape[:2], DICE_SUMS), dtype=torch.float64, device=x.device)
+        workspace = torch.empty(
+            max(int(kernels.dice_workspace_doubles(shape)), 1), dtype=torch.float64, device=x.device
+        )
+        loss = torch.empty(
+            (), dtype=torch.float64 if loss_double else torch.float32, device=x.device
+        )
+        with on_device_of(x):
+            kernels.dice_loss_forward(
+                *_logits_and_target(x, t),
+                shape,
+                bool(sigmoid),
+                bool(with_ce),
+                t.dim() == 3,
+                int(label_offset),
+                workspace.data_ptr(),
+                sums.data_ptr(),
+                0 if weight is None else weight.data_ptr(),
+                options,
+                loss.data_ptr(),
+                bool(loss_double),
+                _current_stream(x),
+            )
+        return sums, loss
+    x_np, t_np = host_array(logits), host_array(target)
+    if x_np.ndim != 3:
+        raise InputError(f"logits: expected shape (N, C, V), got {x_np.shape}")
+    sums_np = np.empty((*x_np.shape[:2], DICE_SUMS), dtype=np.float64)
+    invalid, value = core.dice_loss_forward(
+        x_np, t_np, sums_np, weight, bool(sigmoid), bool(with_ce), int(label_offset), options
+    )
+    _refuse_invalid_labels(int(invalid), x_np, t_np, label_offset)
+    return sums_np, float(value)
+
+
+def dice_loss_backward(
+    logits: Any,
+    target: Any,
+    sums: Any,
+    weight: Any,
+    grad_loss: Any,
+    *,
+    sigmoid: bool,
+    with_ce: bool,
+    label_offset: int,
+    options: tuple[bool, bool, bool, float, float, float, float],
+) -> Any:
+    """dL/dlogits (N, C, V) in logits' dtype, ``grad_loss`` (dL/dloss) times the gradient of
+    :func:`dice_loss_forward`'s loss. CUDA: two launches (the sums' gradients, one thread per
+    sample, then the backward pass); ``grad_loss`` is a 0-dim float32 or float64 tensor read on
+    the device. CPU: ``grad_loss`` is a float."""
+    if device_of(logits) == "cuda":
+        import torch
+
+        kernels = require_cuda_kernels()
+        x, t, shape = _cuda_dice_args(logits, target)
+        if tuple(sums.shape) != (*shape[:2], DICE_SUMS) or sums.dtype != torch.float64:
+            raise InputError(
+                f"sums: expected float64 of shape {(*shape[:2], DICE_SUMS)}, "
+                f"got {sums.dtype} of shape {tuple(sums.shape)}"
+            )
+        g = grad_loss
+        if g.dtype not in (torch.float32, torch.float64) or g.device != x.device:
+            g = g.to(device=x.device, dtype=torch.float64)
+        g = g.contiguous()
+        out = torch.empty_like(x)
+        grads = torch.empty((*shape[:2], DICE_GRADS), dtype=torch.float64, device=x.device)
+        with on_device_of(x):
+            kernels.dice_loss_backward(
+                *_logits_and_target(x, t),
+                shape,
+                bool(sigmoid),
+                bool(with_ce),
+                t.dim() == 3,
+                int(label_offset),
+                sums.contiguous().data_ptr(),
+                0 if weight is None else weight.data_ptr(),
+                options,
+                g.data_ptr(),
+                g.dtype == torch.float64,
+                grads.data_ptr(),
+                out.data_ptr(),
+                _current_stream(x),
+            )
+        return out
+    x_np, t_np = host_array(logits), host_array(target)
+    out_np = np.empty_like(x_np)
+    core.dice_loss_backward(
+        x_np,
+        t_np,
+        np.ascontiguousarray(sums, dtype=np.float64),
+        weight,
+        out_np,
+        bool(sigmoid),
+        bool(with_ce),
+        int(label_offset),
+        options,
+        float(grad_loss),
+    )
+    return out_np
+
+
+def dice_loss_from_sums(
+    sums: np.ndarray,
+    weight: np.ndarray | None,
+    *,
+    sigmoid: bool,
+    with_ce: bool,
+    voxels: int,
+    options: tuple[bool, bool, bool, float, float, float, float],
+    scale: float = 1.0,
+) -> tuple[float, np.ndarray]:
+    """(loss, ``scale`` * dloss/d(Σpt, Σp, Σp², cross-entropy) (N, C, 4)) from sums (N, C, 5)
+    float64, on the host: the math the fused kernels run (fastseg/dice_loss.h)."""
+    w = None if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
+    value, grads = core.dice_loss_from_sums(
+        np.ascontiguousarray(sums, dtype=np.float64),
+        w,
+        bool(sigmoid),
+        bool(with_ce),
+        int(voxels),
+        options,
+        float(scale),
+    )
+    return float(value), np.asarray(grads)

@@ -213,3 +213,100 @@ def test_cuda_boundary_checks_the_target_shape() -> None:
     mask = torch.zeros(2, 1, 10, dtype=torch.uint8, device="cuda")
     with pytest.raises(InputError, match="target: expected a uint8 mask of shape"):
         _native.dice_sums(logits, mask, sigmoid=True, with_ce=False)
+
+
+OPTION_GRID: list[dict[str, Any]] = [
+    {},
+    {"squared": False, "smooth_nr": 0.0, "smooth_dr": 1e-3},
+    {"include_background": False},
+    {"batch_dice": True},
+    {"batch_dice": True, "include_background": False, "weight": [0.0, 2.0, 0.5, 1.0]},
+    {"weight": [0.5, 2.0, 1.0, 0.25], "smooth_nr": 1.0, "smooth_dr": 1.0},
+    {"activation": "sigmoid"},
+    {"activation": "sigmoid", "include_background": False, "batch_dice": True, "squared": False},
+    {"activation": "sigmoid", "weight": [1.0, 0.5, 2.0, 3.0]},
+]
+
+
+@pytest.mark.parametrize("options", OPTION_GRID)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("with_ce", [False, True])
+def test_option_grid_on_cuda_matches_reference(
+    options: dict[str, Any], dtype: torch.dtype, with_ce: bool
+) -> None:
+    """The device finalize (loss) and the gradients kernel (the sums' gradients), option by
+    option, against the plain PyTorch formula in float64, and the loss's dtype."""
+    gen = torch.Generator().manual_seed(6)
+    logits = (torch.randn(3, 4, 7, 9, 11, generator=gen) * 2).to(dtype)
+    target = torch.randint(0, 4, (3, 7, 9, 11), generator=gen)
+    target[1][target[1] == 2] = 3  # class 2 empty in one sample
+
+    def reference(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        dice = dice_loss_reference(x, t, **options)
+        if not with_ce:
+            return dice
+        activation = options.get("activation", "softmax")
+        ce = cross_entropy_reference(x, t, activation=activation, weight=options.get("weight"))
+        return 0.6 * dice + 1.7 * ce
+
+    loss = DiceCELoss(0.6, 1.7, **options) if with_ce else DiceLoss(**options)
+    x = logits.cuda().requires_grad_()
+    value = loss.cuda()(x, target.cuda())
+    assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert value.shape == () and value.is_cuda
+    (grad,) = torch.autograd.grad(value * 1.5, x)  # dL/dloss = 1.5, read on the device
+    assert grad.dtype == dtype
+    got = (float(value.detach()), grad.double().cpu().numpy() / 1.5)
+    expected = value_and_grad(reference, logits.double(), target)
+    if dtype == torch.bfloat16:
+        assert got[0] == pytest.approx(expected[0], rel=1e-5, abs=1e-6)
+        scale = float(np.abs(expected[1]).max())
+        np.testing.assert_allclose(got[1], expected[1], rtol=2e-2, atol=2e-2 * scale)
+        return
+    float32 = value_and_grad(reference, logits.float(), target)
+    tol = 1e-5 if dtype == torch.float32 else 1e-9
+    assert_close(got, expected, tol, float32=float32 if dtype == torch.float32 else None)
+    cpu = value_and_grad(loss.cpu(), logits, target)
+    assert_close(got, cpu, max(tol, 1e-6))
+
+
+@pytest.mark.parametrize("loss", [DiceLoss, DiceCELoss])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_no_host_sync_with_check_labels_off(loss: Any, activation: str) -> None:
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(2, 3, 8, 9, 10, generator=gen).cuda().requires_grad_()
+    target = torch.randint(0, 3, (2, 8, 9, 10), generator=gen).cuda()
+    f = loss(activation=activation, weight=[1.0, 2.0, 0.5], check_labels=False).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        value = f(logits, target)
+        (grad,) = torch.autograd.grad(value, logits)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = value_and_grad(f.cpu(), logits.detach().cpu(), target.cpu())
+    assert_close((float(value), grad.double().cpu().numpy()), expected, 1e-5)
+
+
+def test_forward_and_backward_in_a_cuda_graph() -> None:
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 6, 7, 8, generator=gen).cuda().requires_grad_()
+    target = torch.randint(0, 3, (2, 6, 7, 8), generator=gen).cuda()
+    f = DiceCELoss(batch_dice=True, check_labels=False).cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up outside the capture
+            torch.autograd.grad(f(x, target), x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        value = f(x, target)
+        (grad,) = torch.autograd.grad(value, x)
+    new = torch.randn(2, 3, 6, 7, 8, generator=gen)
+    with torch.no_grad():
+        x.copy_(new.cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    expected = value_and_grad(DiceCELoss(batch_dice=True), new, target.cpu())
+    assert_close((float(value), grad.double().cpu().numpy()), expected, 1e-5)

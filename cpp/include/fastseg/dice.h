@@ -10,9 +10,9 @@
 // where ce is, with softmax, the voxel's cross-entropy -log p_l counted in the class l of its label
 // (so Σ_c E_c is the summed cross-entropy) and, with sigmoid, the binary cross-entropy with logits
 // of (x_c, t_c). Weights, smoothing, squared or plain denominators, include_background and batch
-// or per-sample reduction act on these few sums (in PyTorch, which also differentiates them), so
-// one kernel serves every option. The backward pass takes dL/d(I, P, Q, E) per (n, c) and, per
-// voxel, recomputes p from the logits (nothing of the forward pass is stored):
+// or per-sample reduction act on these few sums (fastseg/dice_loss.h gives the loss and its
+// gradients from them), so one kernel serves every option. The backward pass takes dL/d(I, P, Q, E)
+// per (n, c) and, per voxel, recomputes p from the logits (nothing of the forward pass is stored):
 //     g_c = dI_c t_c + dP_c + 2 dQ_c p_c                     (dL/dp_c)
 //     softmax: dx_c = p_c (g_c - Σ_k p_k g_k) + dE_l (p_c - t_c)
 //     sigmoid: dx_c = g_c p_c (1 - p_c)        + dE_c (p_c - t_c)

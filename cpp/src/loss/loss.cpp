@@ -430,9 +430,19 @@ void dice_backward_cpu(const DiceProblem& p, const T* logits, const L* target, c
   });
 }
 
+template <class T, class L>
+void dice_loss_backward_cpu(const DiceProblem& p, const LossSpec& spec, const T* logits, const L* target,
+                            const double* sums, const double* weight, double scale, T* grad_logits) {
+  std::vector<double> grads(static_cast<size_t>(p.n * p.c * kGrads));
+  loss_from_sums(spec, sums, weight, scale, -1, grads.data());
+  dice_backward_cpu(p, logits, target, grads.data(), grad_logits);
+}
+
 #define FASTSEG_DICE_INSTANTIATE(T, L)                                                                    \
   template int64_t dice_sums_cpu<T, L>(const DiceProblem&, const T*, const L*, double*);                  \
-  template void dice_backward_cpu<T, L>(const DiceProblem&, const T*, const L*, const double*, T*);
+  template void dice_backward_cpu<T, L>(const DiceProblem&, const T*, const L*, const double*, T*);     \
+  template void dice_loss_backward_cpu<T, L>(const DiceProblem&, const LossSpec&, const T*, const L*,     \
+                                             const double*, const double*, double, T*);
 #define FASTSEG_DICE_INSTANTIATE_LABELS(T) \
   FASTSEG_DICE_INSTANTIATE(T, uint8_t)     \
   FASTSEG_DICE_INSTANTIATE(T, int8_t)      \

@@ -9,7 +9,11 @@
 #pragma once
 #include <cstdint>
 
+#include "fastseg/dice_loss.h"
+
 namespace fastseg::loss {
+
+using dice::LossSpec;
 
 struct DiceProblem {
   int64_t n = 0, c = 0, v = 0;
@@ -31,6 +35,11 @@ int64_t dice_sums_cpu(const DiceProblem& p, const T* logits, const L* target, do
 template <class T, class L>
 void dice_backward_cpu(const DiceProblem& p, const T* logits, const L* target, const double* grads,
                        T* grad_logits);
+// The fused loss's backward pass: the sums' gradients from `sums` (N, C, kSums), `weight` (C values
+// or null), the options and dL/dloss `scale` (dice::loss_from_sums), then dice_backward_cpu.
+template <class T, class L>
+void dice_loss_backward_cpu(const DiceProblem& p, const LossSpec& spec, const T* logits, const L* target,
+                            const double* sums, const double* weight, double scale, T* grad_logits);
 
 // CUDA: device pointers; logits f16, bf16, f32 or f64 (accumulated in float, f64 in double);
 // target u8, i8, i16, i32 or i64. `workspace` holds dice_workspace_doubles(p) doubles (per-tile
@@ -40,5 +49,17 @@ void dice_sums_cuda(const DiceProblem& p, DType logits_type, const void* logits,
                     const void* target, double* workspace, double* sums, uintptr_t stream);
 void dice_backward_cuda(const DiceProblem& p, DType logits_type, const void* logits, DType target_type,
                         const void* target, const double* grads, void* grad_logits, uintptr_t stream);
+
+// The fused loss on the device: `spec`, `sums` (N, C, kSums) and `weight` (C values or null) as in
+// dice::loss_from_sums; nothing is read back to the host. Finalize: one single-thread launch writes the
+// loss to `loss` (float64 if loss_double, else float32). Backward: two launches, one thread per sample
+// writing dL/dloss (read at `grad_loss`, float64 if grad_double, else float32) times the loss's
+// gradients of the sums into `grads` (N, C, kGrads doubles of workspace), then dice_backward_cuda.
+void dice_finalize_cuda(const LossSpec& spec, const double* sums, const double* weight, void* loss,
+                        bool loss_double, uintptr_t stream);
+void dice_loss_backward_cuda(const DiceProblem& p, const LossSpec& spec, DType logits_type, const void* logits,
+                             DType target_type, const void* target, const double* sums, const double* weight,
+                             const void* grad_loss, bool grad_double, double* grads, void* grad_logits,
+                             uintptr_t stream);
 
 }  // namespace fastseg::loss

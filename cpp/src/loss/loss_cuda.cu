@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "fastseg/dice.h"
+#include "fastseg/dice_loss.h"
 #include "loss.h"
 
 namespace fastseg::loss {
@@ -164,6 +165,29 @@ __global__ void reduce_kernel(DiceProblem p, int64_t tiles, const double* __rest
   }
 }
 
+// One thread: the loss from the sums (fastseg/dice_loss.h), written as float64 or float32.
+__global__ void finalize_kernel(LossSpec spec, const double* __restrict__ sums, const double* __restrict__ weight,
+                                void* loss, bool loss_double) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const double value = loss_from_sums(spec, sums, weight, 1.0, -1, nullptr);
+  if (loss_double) {
+    *static_cast<double*>(loss) = value;
+  } else {
+    *static_cast<float*>(loss) = static_cast<float>(value);
+  }
+}
+
+// One thread per sample n: dL/dloss (read on the device, float64 if grad_double, else float32) times
+// the loss's gradients of sample n's sums, grads (N, C, kGrads) (fastseg/dice_loss.h).
+__global__ void grads_kernel(LossSpec spec, const double* __restrict__ sums, const double* __restrict__ weight,
+                             const void* grad_loss, bool grad_double, double* __restrict__ grads) {
+  const int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (n >= spec.n) return;
+  const double scale = grad_double ? *static_cast<const double*>(grad_loss)
+                                   : static_cast<double>(*static_cast<const float*>(grad_loss));
+  loss_from_sums(spec, sums, weight, scale, n, grads + n * spec.c * kGrads);
+}
+
 template <class T, class L>
 __global__ void backward_kernel(DiceProblem p, const T* __restrict__ logits, const L* __restrict__ target,
                                 const double* __restrict__ grads, T* __restrict__ grad_logits) {
@@ -294,6 +318,24 @@ void dice_backward_cuda(const DiceProblem& p, DType logits_type, const void* log
                       as_stream(stream)>>>(p, static_cast<const T*>(logits), t, grads, static_cast<T*>(grad_logits));
   });
   check_launch("dice_backward");
+}
+
+void dice_finalize_cuda(const LossSpec& spec, const double* sums, const double* weight, void* loss,
+                        bool loss_double, uintptr_t stream) {
+  finalize_kernel<<<1, 1, 0, as_stream(stream)>>>(spec, sums, weight, loss, loss_double);
+  check_launch("dice_loss (finalize)");
+}
+
+void dice_loss_backward_cuda(const DiceProblem& p, const LossSpec& spec, DType logits_type, const void* logits,
+                             DType target_type, const void* target, const double* sums, const double* weight,
+                             const void* grad_loss, bool grad_double, double* grads, void* grad_logits,
+                             uintptr_t stream) {
+  if (p.n == 0 || p.c == 0 || p.v == 0) return;
+  constexpr int kGradThreads = 64;
+  const unsigned blocks = static_cast<unsigned>((p.n + kGradThreads - 1) / kGradThreads);
+  grads_kernel<<<blocks, kGradThreads, 0, as_stream(stream)>>>(spec, sums, weight, grad_loss, grad_double, grads);
+  check_launch("dice_loss_backward (gradients of the sums)");
+  dice_backward_cuda(p, logits_type, logits, target_type, target, grads, grad_logits, stream);
 }
 
 }  // namespace fastseg::loss

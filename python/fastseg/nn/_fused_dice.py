@@ -4,13 +4,16 @@ One native pass over the logits ``(N, C, z, y, x)`` gives five sums per (sample,
 Σpt, Σp, Σp², Σt and the cross-entropy — with ``p`` the softmax (or sigmoid) and ``t`` the
 one-hot target built on the fly from the label map. Everything the options change (squared
 denominators, smoothing, class weights, background, batch or per-sample reduction, the CE term)
-is a function of these ``(N, C)`` sums, written here in PyTorch, which differentiates it; one
-native backward pass turns the sums' gradients into ``dL/dlogits``, recomputing the softmax.
+is a function of these ``(N, C)`` sums, computed natively (``cpp/include/fastseg/dice_loss.h``)
+with its gradients: on a GPU the forward pass is three launches (sums, their reduction, the loss)
+and the backward pass two (the sums' gradients from the sums and dL/dloss, read on the device,
+then one pass over the logits), with no host sync. :func:`dice_from_sums` and :func:`ce_from_sums` are the same
+math in PyTorch, the readable reference the native math is tested against.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -30,73 +33,99 @@ def fused_supported(logits: torch.Tensor) -> bool:
     return bool(logits.is_cuda) and _native.core.cuda is not None
 
 
-class _DiceSums(torch.autograd.Function):
-    """logits (N, C, V), target (N, V) labels or (N, C, V) uint8 mask -> sums (N, C, 5) float64."""
+class DiceOptions(NamedTuple):
+    """The loss's options in the order the native code takes them (``options`` of
+    :func:`fastseg._native.dice_loss_forward`)."""
+
+    squared: bool
+    include_background: bool
+    batch_dice: bool
+    smooth_nr: float
+    smooth_dr: float
+    dice_weight: float
+    ce_weight: float
+
+
+class _FusedDiceLoss(torch.autograd.Function):
+    """logits (N, C, V), target (N, V) labels or (N, C, V) uint8 mask -> the loss (0-dim)."""
 
     @staticmethod
     def forward(
         ctx: Any,
         logits: torch.Tensor,
         target: torch.Tensor,
+        weight: torch.Tensor | None,
         sigmoid: bool,
         with_ce: bool,
         label_offset: int,
+        options: DiceOptions,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
-        ctx.sigmoid, ctx.label_offset = sigmoid, label_offset
-        ctx.save_for_backward(logits, target)
+        ctx.args = {"sigmoid": sigmoid, "with_ce": with_ce, "label_offset": label_offset}
+        ctx.options = tuple(options)
         if logits.is_cuda:
-            sums: torch.Tensor = _native.dice_sums(
-                logits, target, sigmoid=sigmoid, with_ce=with_ce, label_offset=label_offset
+            sums, loss = _native.dice_loss_forward(
+                logits,
+                target,
+                weight,
+                options=ctx.options,
+                loss_double=dtype == torch.float64,
+                **ctx.args,
             )
-            return sums
-        out = _native.dice_sums(
-            logits.detach().numpy(),
-            target.numpy(),
-            sigmoid=sigmoid,
-            with_ce=with_ce,
-            label_offset=label_offset,
-        )
-        return torch.from_numpy(out)
+        else:
+            sums_np, value = _native.dice_loss_forward(
+                logits.detach().numpy(),
+                target.numpy(),
+                None if weight is None else weight.numpy(),
+                options=ctx.options,
+                **ctx.args,
+            )
+            sums = torch.from_numpy(sums_np)
+            loss = torch.tensor(value, dtype=dtype)
+        ctx.save_for_backward(logits, target, sums, weight)
+        return loss
 
     @staticmethod
     @once_differentiable
-    def backward(
-        ctx: Any, grad_sums: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None, None, None]:
-        logits, target = ctx.saved_tensors
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        nones = (None,) * 7
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        grads = grad_sums[..., [_INTER, _P, _Q, _CE]].to(torch.float64).contiguous()
+            return (None, *nones)
+        logits, target, sums, weight = ctx.saved_tensors
         if logits.is_cuda:
-            grad = _native.dice_backward(
-                logits, target, grads, sigmoid=ctx.sigmoid, label_offset=ctx.label_offset
+            grad = _native.dice_loss_backward(
+                logits, target, sums, weight, grad_loss, options=ctx.options, **ctx.args
             )
-        else:
-            grad = torch.from_numpy(
-                _native.dice_backward(
-                    logits.detach().numpy(),
-                    target.numpy(),
-                    grads.cpu().numpy(),
-                    sigmoid=ctx.sigmoid,
-                    label_offset=ctx.label_offset,
-                )
-            )
-        return grad, None, None, None, None
+            return (grad, *nones)
+        grad_np = _native.dice_loss_backward(
+            logits.detach().numpy(),
+            target.numpy(),
+            sums.numpy(),
+            None if weight is None else weight.numpy(),
+            float(grad_loss),
+            options=ctx.options,
+            **ctx.args,
+        )
+        return (torch.from_numpy(grad_np), *nones)
 
 
-def fused_sums(
+def fused_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
+    weight: torch.Tensor | None,
     *,
     sigmoid: bool,
     with_ce: bool,
     label_offset: int,
+    options: DiceOptions,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Sums (N, C, 5) float64 (Σpt, Σp, Σp², Σt, cross-entropy) of logits (N, C, *spatial).
+    """The loss (0-dim, ``dtype``) of logits (N, C, *spatial): ``dice_weight`` times the Dice term
+    of :func:`dice_from_sums` plus, with ``with_ce``, ``ce_weight`` times :func:`ce_from_sums`.
 
     ``target`` is checked already: an integer label map (N, *spatial) whose class c is label
-    ``c + label_offset``, or (sigmoid) a uint8 0/1 mask of logits' shape. CPU logits of half
-    precision are computed in float32.
+    ``c + label_offset``, or (sigmoid) a uint8 0/1 mask of logits' shape. ``weight``: None or C
+    class weights. CPU logits of half precision are computed in float32.
     """
     n, c = logits.shape[:2]
     x = logits
@@ -105,8 +134,13 @@ def fused_sums(
     x = x.reshape(n, c, -1).contiguous()
     mask = target.dim() == logits.dim()
     t = target.reshape(n, c, -1) if mask else target.reshape(n, -1)
-    sums: torch.Tensor = _DiceSums.apply(x, t.contiguous(), sigmoid, with_ce, label_offset)
-    return sums
+    w = None
+    if weight is not None:
+        w = weight.to(device=x.device, dtype=torch.float64).contiguous()
+    loss: torch.Tensor = _FusedDiceLoss.apply(
+        x, t.contiguous(), w, sigmoid, with_ce, label_offset, options, dtype
+    )
+    return loss
 
 
 def dice_from_sums(

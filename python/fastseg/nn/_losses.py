@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastseg.errors import InputError
-from fastseg.nn._fused_dice import ce_from_sums, dice_from_sums, fused_sums, fused_supported
+from fastseg.nn._fused_dice import DiceOptions, fused_loss, fused_supported
 
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -239,25 +239,38 @@ class DiceLoss(nn.Module):
         _check_weight_sum(w, include_background)  # here: on a GPU it would be a device sync
         self.register_buffer("weight", w, persistent=False)
 
-    def _dice_from_sums(self, sums: torch.Tensor) -> torch.Tensor:
-        return dice_from_sums(
-            sums,
-            squared=self.squared,
-            include_background=self.include_background,
-            batch_dice=self.batch_dice,
-            weight=self.weight,
-            smooth_nr=self.smooth_nr,
-            smooth_dr=self.smooth_dr,
-        )
-
-    def _fused_sums(
-        self, logits: torch.Tensor, target: torch.Tensor, with_ce: bool
+    def _fused(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        dice_weight: float = 1.0,
+        ce_weight: float | None = None,
     ) -> torch.Tensor:
+        """The fused loss: ``dice_weight`` times the Dice term, plus ``ce_weight`` times the
+        cross-entropy unless ``ce_weight`` is None."""
         sigmoid = _is_sigmoid(self.activation)
         check = logits.is_cuda and self.check_labels
         prepared, offset, _ = _prepare(logits, target, sigmoid, check_labels=check)
         _check_weight_count(self.weight, logits.shape[1])
-        return fused_sums(logits, prepared, sigmoid=sigmoid, with_ce=with_ce, label_offset=offset)
+        options = DiceOptions(
+            bool(self.squared),
+            bool(self.include_background),
+            bool(self.batch_dice),
+            float(self.smooth_nr),
+            float(self.smooth_dr),
+            float(dice_weight),
+            0.0 if ce_weight is None else float(ce_weight),
+        )
+        return fused_loss(
+            logits,
+            prepared,
+            self.weight,
+            sigmoid=sigmoid,
+            with_ce=ce_weight is not None,
+            label_offset=offset,
+            options=options,
+            dtype=_loss_dtype(logits),
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (self.fused and fused_supported(logits)):
@@ -272,9 +285,7 @@ class DiceLoss(nn.Module):
                 smooth_nr=self.smooth_nr,
                 smooth_dr=self.smooth_dr,
             )
-        sums = self._fused_sums(logits, target, with_ce=False)
-        loss = self._dice_from_sums(sums)
-        return loss.to(_loss_dtype(logits))
+        return self._fused(logits, target)
 
 
 class DiceCELoss(nn.Module):
@@ -322,8 +333,4 @@ class DiceCELoss(nn.Module):
             dice = d(logits, target)
             ce = cross_entropy_reference(logits, target, activation=d.activation, weight=d.weight)
             return self.dice_weight * dice + self.ce_weight * ce
-        sums = d._fused_sums(logits, target, with_ce=True)
-        dice = d._dice_from_sums(sums)
-        voxels = logits[0, 0].numel()
-        ce = ce_from_sums(sums, sigmoid=d.activation == "sigmoid", weight=d.weight, voxels=voxels)
-        return (self.dice_weight * dice + self.ce_weight * ce).to(_loss_dtype(logits))
+        return d._fused(logits, target, self.dice_weight, self.ce_weight)
