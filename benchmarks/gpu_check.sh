@@ -55,7 +55,9 @@ for bench in benchmarks/gpu_*.py; do
   [ -e "$bench" ] || continue
   limit="${FASTSEG_BENCH_LIMIT_S:-150}"
   [ "$(basename "$bench")" = gpu_train.py ] && limit=$((limit + 100))  # two training runs
-  if timeout "$limit" python3 "$bench" >"$out/$(basename "$bench" .py).log" 2>&1; then
+  args=()
+  [ "$(basename "$bench")" = gpu_metrics.py ] && args=(--profile)  # where its time goes, in the log
+  if timeout "$limit" python3 "$bench" "${args[@]}" >"$out/$(basename "$bench" .py).log" 2>&1; then
     while IFS= read -r line; do summary+=("${line#RESULT }"); done \
       < <(grep '^RESULT ' "$out/$(basename "$bench" .py).log")
   else

@@ -115,10 +115,12 @@ def _batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 @pytest.mark.parametrize("amp", [None, torch.bfloat16])
-def test_graphed_step_trains_as_the_eager_step(name: str, amp: torch.dtype | None) -> None:
+def test_graphed_step_trains_as_the_eager_step(
+    name: str, amp: torch.dtype | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Warm-up, capture and replays give the parameters and losses of plain eager steps."""
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     model, loss_fn = _setup()
     twin = copy.deepcopy(model)
     batches = _batches(WARMUP_STEPS + 4)
