@@ -30,7 +30,11 @@ def test_graph_obstacles() -> None:
 
 
 def test_cuda_graph_config() -> None:
-    assert load_config(None, None).training.cuda_graph == "auto"
+    assert load_config(None, None).training.cuda_graph == "off"
+    assert (
+        load_config(None, None, overrides={"training.cuda_graph": "auto"}).training.cuda_graph
+        == "auto"
+    )
     with pytest.raises(InputError, match=r"training\.cuda_graph"):
         load_config(None, None, overrides={"training": {"cuda_graph": "yes"}})
     with pytest.raises(InputError, match=r"training\.cuda_graph: on needs"):

@@ -54,8 +54,9 @@ flags (``overrides``). Sizes are voxels in ``(z, y, x)`` order, times are second
       seed: 0
       log_every_s: 10
       tensorboard: true         # only when the tensorboard package is installed (else a note in the log)
-      cuda_graph: auto          # replay the training step as a CUDA graph: auto (on a single CUDA
+      cuda_graph: off           # replay the training step as a CUDA graph: auto (on a single CUDA
                                 # device without fp16, falling back to eager if capture fails) | on | off
+                                # (off by default until measured on a GPU: see the README)
 
 The same file in TOML has one table per section (``[optim]``, ``learning_rate = 1e-3``); TOML
 has no null, so leave a key out to keep its default. ``overrides`` take nested sections
@@ -145,7 +146,7 @@ class TrainingConfig:
     seed: int = 0
     log_every_s: float = 10.0
     tensorboard: bool = True
-    cuda_graph: str = "auto"
+    cuda_graph: str = "off"
 
 
 SECTIONS: dict[str, type] = {
