@@ -494,14 +494,9 @@ def dice_sums(
     every class (callers check the range).
     """
     if device_of(logits) == "cuda":
-        import torch
-
         kernels = require_cuda_kernels()
         x, t, shape = _cuda_dice_args(logits, target)
-        sums = torch.empty((*shape[:2], DICE_SUMS), dtype=torch.float64, device=x.device)
-        workspace = torch.empty(
-            max(int(kernels.dice_workspace_doubles(shape)), 1), dtype=torch.float64, device=x.device
-        )
+        sums, workspace = _dice_sum_buffers(kernels, x, shape)
         with on_device_of(x):
             kernels.dice_sums(
                 *_logits_and_target(x, t),
@@ -524,6 +519,15 @@ def dice_sums(
     )
     _refuse_invalid_labels(invalid, x_np, t_np, label_offset)
     return sums_np
+
+
+def _dice_sum_buffers(kernels: Any, x: Any, shape: Any) -> tuple[Any, Any]:
+    """Device tensors for the CUDA sums: the (N, C, 5) float64 sums and the kernels' workspace."""
+    import torch
+
+    sums = torch.empty((*shape[:2], DICE_SUMS), dtype=torch.float64, device=x.device)
+    doubles = max(int(kernels.dice_workspace_doubles(shape)), 1)
+    return sums, torch.empty(doubles, dtype=torch.float64, device=x.device)
 
 
 def _refuse_invalid_labels(invalid: int, x_np: np.ndarray, t_np: np.ndarray, offset: int) -> None:
@@ -596,10 +600,7 @@ def dice_loss_forward(
 
         kernels = require_cuda_kernels()
         x, t, shape = _cuda_dice_args(logits, target)
-        sums = torch.empty((*shape[:2], DICE_SUMS), dtype=torch.float64, device=x.device)
-        workspace = torch.empty(
-            max(int(kernels.dice_workspace_doubles(shape)), 1), dtype=torch.float64, device=x.device
-        )
+        sums, workspace = _dice_sum_buffers(kernels, x, shape)
         loss = torch.empty(
             (), dtype=torch.float64 if loss_double else torch.float32, device=x.device
         )
