@@ -48,18 +48,24 @@ FASTSEG_HD inline double loss_from_sums(const LossSpec& s, const double* sums, c
   double weight_sum = 0.0;
   for (int64_t c = start; c < s.c; ++c) weight_sum += w(c);
   const int64_t groups = s.batch_dice ? 1 : s.n;
-  // Dice term: per group and class, the group's I, P or Q and T (summed over the batch with batch_dice).
+  // Numerator 2 I + smooth_nr and denominator (P or Q) + T + smooth_dr of class c for the group of
+  // sample n (the sample itself, or the whole batch with batch_dice).
+  auto dice_terms = [&](int64_t n, int64_t c, double& num, double& den) {
+    double inter = 0.0, pred = 0.0, truth = 0.0;
+    for (int64_t m = s.batch_dice ? 0 : n; m < (s.batch_dice ? s.n : n + 1); ++m) {
+      inter += at(m, c, kInter);
+      pred += at(m, c, denominator);
+      truth += at(m, c, kT);
+    }
+    num = 2.0 * inter + s.smooth_nr;
+    den = pred + truth + s.smooth_dr;
+  };
   double dice_total = 0.0;
   for (int64_t g = 0; g < groups; ++g) {
     double acc = 0.0;
     for (int64_t c = start; c < s.c; ++c) {
-      double inter = 0.0, pred = 0.0, truth = 0.0;
-      for (int64_t n = s.batch_dice ? 0 : g; n < (s.batch_dice ? s.n : g + 1); ++n) {
-        inter += at(n, c, kInter);
-        pred += at(n, c, denominator);
-        truth += at(n, c, kT);
-      }
-      const double num = 2.0 * inter + s.smooth_nr, den = pred + truth + s.smooth_dr;
+      double num = 0.0, den = 0.0;
+      dice_terms(g, c, num, den);
       acc += w(c) * (1.0 - num / den);
     }
     dice_total += acc / weight_sum;
@@ -87,13 +93,8 @@ FASTSEG_HD inline double loss_from_sums(const LossSpec& s, const double* sums, c
       double* gc = gn + c * kGrads;
       gc[kGradInter] = gc[kGradP] = gc[kGradQ] = gc[kGradCE] = 0.0;
       if (c >= start) {
-        double inter = 0.0, pred = 0.0, truth = 0.0;
-        for (int64_t m = s.batch_dice ? 0 : n; m < (s.batch_dice ? s.n : n + 1); ++m) {
-          inter += at(m, c, kInter);
-          pred += at(m, c, denominator);
-          truth += at(m, c, kT);
-        }
-        const double num = 2.0 * inter + s.smooth_nr, den = pred + truth + s.smooth_dr;
+        double num = 0.0, den = 0.0;
+        dice_terms(n, c, num, den);
         const double a = dice_scale * w(c);
         gc[kGradInter] = -2.0 * a / den;
         gc[grad_denominator] = a * num / (den * den);
