@@ -9,7 +9,9 @@ after the first ``--warmup`` seconds (worker start-up, cuDNN autotuning). Also r
 iterations/s, the share of the run the training loop waited for a batch (the loader's own
 count) and the loader's host time per batch for the copy and the GPU augmentation's launches.
 Each mode of ``--cuda-graph`` (default: ``off`` then ``auto``, the training step eager, then
-replayed as a CUDA graph) is one run. Prints 'RESULT name|value|detail' lines that
+replayed as a CUDA graph) is one run. Then ``fastseg.data.profile`` (``--profile-seconds``
+each, 0 skips it) profiles the same configuration in each mode, to check its verdict on a real
+GPU (eager small-patch steps: launch-bound). Prints 'RESULT name|value|detail' lines that
 benchmarks/gpu_check.sh collects.
 
 The store travels with the repository to the GPU machine (which has no network and no zarr);
@@ -19,7 +21,7 @@ figure), to check the script.
 
 Usage: python benchmarks/gpu_train.py [--store .gpu_data/hippocampus.zarr] [--seconds 45]
        [--warmup 15] [--workers N] [--augment-device cuda|cpu] [--device cuda|cpu]
-       [--cuda-graph off,auto]
+       [--cuda-graph off,auto] [--profile-seconds 12]
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment-device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--cuda-graph", default="off,auto", help="modes, comma-separated")
+    parser.add_argument("--profile-seconds", type=float, default=12.0)
     args = parser.parse_args(argv)
     if args.device == "cpu" and args.augment_device == "cuda":
         args.augment_device = "cpu"
@@ -98,9 +101,34 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT gpu train busy|skipped|no CUDA device")
         return 0
     store = Store.open(args.store)
-    for mode in args.cuda_graph.split(","):
-        measure(store, args, mode.strip())
+    modes = [mode.strip() for mode in args.cuda_graph.split(",")]
+    for mode in modes:
+        measure(store, args, mode)
+    if args.profile_seconds > 0:
+        for mode in modes:
+            diagnose(store, args, mode)
     return 0
+
+
+def diagnose(store: Any, args: argparse.Namespace, mode: str) -> None:
+    """``fastseg profile`` of the same configuration; prints its report and verdict."""
+    from fastseg.data import profile
+
+    report = profile(
+        args.store,
+        overrides(store, args, mode),
+        seconds=args.profile_seconds,
+        device=args.device,
+    )
+    print(report.summary(), flush=True)
+    s = report.stages_s
+    gpu = report.gpu or {}
+    print(
+        f"RESULT gpu profile [cuda_graph {mode}] verdict|{report.verdict}|step "
+        f"{1e3 * s['step']:.1f} ms, host part {1e3 * s['step_host']:.1f} ms, GPU busy with the "
+        f"step alone {gpu.get('step_utilization_mean_pct', float('nan')):.0f}%, loader "
+        f"{report.loader_batches_per_s:.0f} batches/s"
+    )
 
 
 def measure(store: Any, args: argparse.Namespace, mode: str) -> None:

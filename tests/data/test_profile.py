@@ -131,13 +131,17 @@ def test_compute_bound_verdict(compute_bound: ProfileReport) -> None:
     assert r.stages_s["step"] >= 0.3  # the stall is inside the measured step
     assert r.device_wait_fraction < 0.5, r.summary()
     assert "nothing to fix on the data side" in r.advice[0]
+    # on the CPU the host runs the whole step: no launch-bound verdict or hint there
+    assert r.stages_s["step_host"] <= r.stages_s["step"]
+    assert r.stages_s["step_host"] >= 0.8 * r.stages_s["step"]
+    assert "launch" not in " ".join(r.advice)
     assert r.stages_s["augment"] == 0.0 and r.settings["augmentation"] == ""
 
 
 def test_report_json_and_text(compute_bound: ProfileReport) -> None:
     d = json.loads(json.dumps(compute_bound.to_dict(), allow_nan=False))
     assert set(d) == KEYS
-    assert set(d["stages_s"]) == {"read", "assemble", "augment", "copy", "step"}
+    assert set(d["stages_s"]) == {"read", "assemble", "augment", "copy", "step", "step_host"}
     assert set(d["concurrent"]) == {"batches", "wall_s", "wait_s", "batches_per_s"}
     assert d["settings"]["patch_size"] == [8, 8, 8] and d["settings"]["workers"] == 0
     assert d["settings"]["codec"] == "zstd level 5" and d["settings"]["amp"] == "off"
@@ -214,10 +218,21 @@ def test_bad_arguments(small_store: Path, kwargs: dict[str, Any], match: str) ->
 SETTINGS = {"augmentation": "default", "augment_device": "cpu", "codec": "zstd level 5"}
 
 
-def diagnose(loader_rate: float, step_s: float, wait: float, workers: int, **stages: float):
+def diagnose(
+    loader_rate: float,
+    step_s: float,
+    wait: float,
+    workers: int,
+    utilization: float | None = None,
+    amp: str = "off",
+    cuda_graph: bool = False,
+    **stages: float,
+):
     figures = {"read": 0.0, "assemble": 0.0, "augment": 0.0, "copy": 0.0, **stages}
-    settings = {**SETTINGS, "workers": workers, "amp": "off"}
-    return prof._diagnose(loader_rate, step_s, wait, figures, settings, "cuda", 16)
+    settings = {**SETTINGS, "workers": workers, "amp": amp, "cuda_graph": cuda_graph}
+    return prof._diagnose(
+        loader_rate, step_s, wait, figures, settings, "cuda", 16, step_utilization=utilization
+    )
 
 
 def test_diagnosis_loader_bound_advice() -> None:
@@ -246,11 +261,45 @@ def test_diagnosis_read_bound_and_few_cores() -> None:
 def test_diagnosis_compute_bound_and_balanced() -> None:
     verdict, advice, _ = diagnose(31.0, 0.1, 0.03, 2, augment=0.05)
     assert verdict == "compute-bound"
-    assert "busy 97% of the time, the loader could feed 3.1x more" in advice[0]
+    assert "waits for data 3% of the time, the loader could feed 3.1x more" in advice[0]
     assert "AMP" in advice[1]
     verdict, advice, needed = diagnose(10.5, 0.1, 0.05, 2, augment=0.15)
     assert verdict == "balanced" and needed == 2
     assert "≥3 workers" in advice[1]
+
+
+def test_diagnosis_launch_bound() -> None:
+    """The H200 measured in session 5 (hippocampus, batch 7): the data was ready, yet the GPU
+    computed 45% of the time while Python queued ~1,000 kernels per step."""
+    verdict, advice, _ = diagnose(60.0, 0.027, 0.027, 8, 45.0, "bfloat16", step_host=0.025)
+    assert verdict == "launch-bound"
+    assert "the GPU computes only 45% of the training step" in advice[0]
+    assert "the host needs 25 ms to queue the kernels of a 27 ms step" in advice[0]
+    assert "loader could feed 1.6x more" in advice[0]  # 60 batches/s x 0.027 s
+    assert "training.cuda_graph: auto" in advice[1] and "larger batch" in advice[1]
+    # already a CUDA graph: only more work per kernel helps
+    _, advice, _ = diagnose(60.0, 0.027, 0.027, 8, 45.0, "bfloat16", True, step_host=0.025)
+    assert "cuda_graph" not in advice[1] and "larger batch" in advice[1]
+    # fp16 cannot be captured: bf16 first
+    _, advice, _ = diagnose(60.0, 0.027, 0.027, 8, 45.0, "float16", step_host=0.025)
+    assert "training.amp: bf16" in advice[1]
+
+
+def test_diagnosis_busy_or_unmeasured_gpu_is_not_launch_bound() -> None:
+    """A host that needs the whole step to queue it can also be one the GPU holds back (a full
+    launch queue): only a low NVML utilisation makes it launch-bound; unmeasured, it is a hint."""
+    verdict, advice, _ = diagnose(60.0, 0.027, 0.02, 8, 97.0, step_host=0.026)
+    assert verdict == "compute-bound" and "launch" not in " ".join(advice)
+    verdict, advice, _ = diagnose(60.0, 0.027, 0.02, 8, None, step_host=0.026)
+    assert verdict == "compute-bound"
+    assert "the host needs 26 ms/batch of the 27 ms/batch step" in advice[1]
+    assert "nvidia-ml-py" in advice[1] and "training.cuda_graph: auto" in advice[1]
+    # a host part well below the step: the GPU sets the pace, whatever NVML says
+    verdict, advice, _ = diagnose(60.0, 0.027, 0.02, 8, 45.0, step_host=0.010)
+    assert verdict == "compute-bound" and "launch" not in " ".join(advice)
+    # the loader sets the pace: loader-bound, launches or not
+    verdict, _, _ = diagnose(20.0, 0.027, 0.4, 8, 45.0, step_host=0.026)
+    assert verdict == "loader-bound"
 
 
 class NVMLError(Exception):

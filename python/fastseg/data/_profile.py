@@ -10,6 +10,7 @@ spent waiting for data, and a diagnosis with advice computed from those figures.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 
 BALANCE = 0.10
 """Loader and step rates within this fraction of each other are reported as balanced."""
+LAUNCH_BOUND_HOST = 0.8
+BUSY_PCT = 80.0
+"""A CUDA step whose host part (queueing its kernels) is at least ``LAUNCH_BOUND_HOST`` of it and
+whose GPU computes less than ``BUSY_PCT`` % of it (NVML) is launch-bound."""
 HOT_CELSIUS = 85.0
 """A GPU at or above this temperature gets a warning."""
 STAGES = ("read_s", "assemble_s", "augment_s", "copy_s")
@@ -40,13 +45,16 @@ class ProfileReport:
 
     ``stages_s``: seconds per batch of ``read`` (chunk read + decompression), ``assemble``
     (patch assembly/padding), ``augment``, ``copy`` (host→device), all from the loader-alone
-    run, and ``step`` (forward + backward + optimizer) from the step-alone run.
+    run, and ``step`` (forward + backward + optimizer) and ``step_host`` (the host's part of it:
+    queueing the kernels on a GPU, all of it on the CPU) from the step-alone run.
     ``loader_batches_per_s`` / ``step_batches_per_s``: the rates of those two runs;
     ``concurrent``: the run with both (``batches``, ``wall_s``, ``wait_s``,
     ``batches_per_s``); ``device_wait_fraction`` = ``wait_s / wall_s`` there. ``verdict`` is
-    ``"loader-bound"``, ``"compute-bound"`` or ``"balanced"``; ``advice`` sentences follow from
-    the figures. ``gpu``: NVML samples (``None`` off CUDA or without nvidia-ml-py, ``notes``
-    says which).
+    ``"loader-bound"``, ``"compute-bound"``, ``"launch-bound"`` (a GPU that idles between the
+    kernels Python launches although the data is ready) or ``"balanced"``; ``advice`` sentences
+    follow from the figures. ``gpu``: NVML samples of the run with both (``None`` off CUDA or
+    without nvidia-ml-py, ``notes`` says which), with ``step_utilization_mean_pct`` of the
+    step-alone run.
     """
 
     store: str
@@ -85,6 +93,8 @@ class ProfileReport:
             ("host→device copy", self.stages_s["copy"], "training process"),
             ("training step", self.stages_s["step"], self.device),
         ]
+        if self.device.startswith("cuda"):
+            rows.append(("  host part (queueing)", self.stages_s["step_host"], "training process"))
         patch = "x".join(str(v) for v in s["patch_size"])
         lines = [
             f"fastseg profile {self.store}",
@@ -107,9 +117,11 @@ class ProfileReport:
         ]
         if self.gpu is not None:
             g = self.gpu
+            alone = g.get("step_utilization_mean_pct", math.nan)
+            alone_text = "" if math.isnan(alone) else f"; the step alone {alone:.0f}%"
             lines.append(
                 f"GPU {g['name']}: utilisation mean {g['utilization_mean_pct']:.0f}% "
-                f"(max {g['utilization_max_pct']:.0f}%), memory max "
+                f"(max {g['utilization_max_pct']:.0f}%{alone_text}), memory max "
                 f"{g['memory_max_mib']:.0f} MiB, temperature max {g['temperature_max_c']:.0f} °C"
             )
         lines += ["", f"verdict: {self.verdict}"]
@@ -191,7 +203,8 @@ class _Step:
     """Forward + backward + optimizer step of ``model`` with ``loss`` on one batch, as the
     trainer runs it (AdamW or SGD, AMP, gradient clipping, replayed as a CUDA graph when
     ``training.cuda_graph`` allows it); on CUDA it waits for the device, so that the time of a
-    step is the device's."""
+    step is the device's. ``host_s`` sums the seconds the host spent in the steps before that
+    wait (queueing the kernels; the whole step on the CPU), ``calls`` counts them."""
 
     def __init__(
         self, model: nn.Module, loss: Callable[..., Any], cfg: TrainConfig, dev: torch.device
@@ -226,6 +239,8 @@ class _Step:
             if graph and self.optimizer is not None
             else None
         )
+        self.host_s = 0.0
+        self.calls = 0
 
     @property
     def amp(self) -> str:
@@ -237,11 +252,14 @@ class _Step:
         from fastseg.train._graph_step import GraphCaptureError
         from fastseg.train._optim import conform_optimizer
 
+        start = time.perf_counter()
+        self.calls += 1
         image = image.to(self.device, non_blocking=True)
         label = label.to(self.device, non_blocking=True)
         if self.graphed is not None:
             try:
                 self.graphed(image, label)
+                self.host_s += time.perf_counter() - start
                 torch.cuda.synchronize(self.device)
                 return
             except GraphCaptureError:  # a loss that syncs with the host: eager steps
@@ -262,6 +280,7 @@ class _Step:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.clip))
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        self.host_s += time.perf_counter() - start
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -342,10 +361,16 @@ class _NvmlSampler:
         self._thread.join(timeout=5)
         self._nvml.nvmlShutdown()
 
-    def summary(self, since: float | None = None) -> dict[str, Any] | None:
-        """Mean/max of the samples (those taken at ``time.monotonic() >= since`` when given);
-        None without any."""
-        samples = [x for x in self._samples if since is None or x[0] >= since]
+    def summary(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, Any] | None:
+        """Mean/max of the samples (those taken at ``since <= time.monotonic() <= until`` when
+        given); None without any."""
+        samples = [
+            x
+            for x in self._samples
+            if (since is None or x[0] >= since) and (until is None or x[0] <= until)
+        ]
         if not samples:
             return None
         _, util, mem, temp = zip(*samples, strict=True)
@@ -424,21 +449,37 @@ def _run_loader(
     return run
 
 
+@dataclass
+class _StepRun:
+    step_s: float
+    """Seconds per training step."""
+    host_s: float
+    """The host's part of them (see :class:`_Step`)."""
+    started: float
+    """``time.monotonic()`` when the measured steps began (after the warm-up)."""
+
+
 def _run_step(
     step: _Step, shape: tuple[int, ...], classes: int, budget: float, batches: int | None
-) -> float:
-    """Seconds per training step on a synthetic batch already on the device."""
+) -> _StepRun:
+    """Time training steps on a synthetic batch already on the device."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
     image = torch.randn(shape, generator=gen).to(step.device)
     label = torch.randint(0, classes, (shape[0], *shape[2:]), generator=gen).to(step.device)
-    step(image, label)  # warm-up: allocator, cuDNN autotuning
+    from fastseg.train._graph_step import WARMUP_STEPS
+
+    # warm-up: allocator, cuDNN autotuning, and a CUDA graph's eager steps and capture
+    for _ in range(1 if step.graphed is None else WARMUP_STEPS + 2):
+        step(image, label)
+    step.host_s, step.calls = 0.0, 0
+    started = time.monotonic()
     n, start = 0, time.perf_counter()
     while not _enough(n, start, budget, batches):
         step(image, label)
         n += 1
-    return (time.perf_counter() - start) / n
+    return _StepRun((time.perf_counter() - start) / n, step.host_s / step.calls, started)
 
 
 def _diagnose(
@@ -449,8 +490,13 @@ def _diagnose(
     settings: Mapping[str, Any],
     device: str,
     cores: int,
+    *,
+    step_utilization: float | None = None,
 ) -> tuple[str, list[str], int]:
-    """Verdict, advice and the worker count the step rate needs (see :func:`profile`)."""
+    """Verdict, advice and the worker count the step rate needs (see :func:`profile`).
+    ``stages["step_host"]``: the host's seconds per step (queueing kernels);
+    ``step_utilization``: the GPU's NVML utilisation (%) while the step ran alone, None when
+    not sampled."""
     step_rate = 1.0 / step_s
     ratio = loader_rate / step_rate
     cpu_aug = settings["augment_device"] == "cpu" and bool(settings["augmentation"])
@@ -475,15 +521,30 @@ def _diagnose(
             needed,
         )
     if ratio > 1.0:
+        host_s = stages.get("step_host", 0.0)
+        host_heavy = device == "cuda" and host_s >= LAUNCH_BOUND_HOST * step_s
+        if host_heavy and step_utilization is not None and step_utilization < BUSY_PCT:
+            return (
+                "launch-bound",
+                _launch_advice(ratio, step_s, host_s, wait_fraction, step_utilization, settings),
+                needed,
+            )
         advice = [
-            f"compute-bound: the device is busy {100 * (1 - wait_fraction):.0f}% of the time, "
+            f"compute-bound: the device waits for data {100 * wait_fraction:.0f}% of the time, "
             f"the loader could feed {ratio:.1f}x more: nothing to fix on the data side",
         ]
+        if host_heavy and step_utilization is None:
+            advice.append(
+                f"the host needs {ms(host_s)} of the {ms(step_s)} step to queue its kernels: "
+                "if the GPU's utilisation is low (pip install nvidia-ml-py to have it "
+                "measured), the step is launch-bound, not compute-bound; "
+                + _launch_remedies(settings)
+            )
         if device == "cpu":
             ideas = ["a GPU (training runs on the CPU)", "a smaller network or patch"]
         else:
             ideas = ["AMP (training.amp)"] if settings["amp"] == "off" else []
-            ideas += ["channels-last", "a smaller network or patch"]
+            ideas += ["a smaller network or patch"]
         advice.append("consider " + ", ".join(ideas))
         return "compute-bound", advice, needed
     advice = [
@@ -512,6 +573,43 @@ def _diagnose(
     return "loader-bound", advice, needed
 
 
+def _launch_remedies(settings: Mapping[str, Any]) -> str:
+    """What gives a launch-bound step's GPU more to do per host-side second."""
+    ideas = []
+    if not settings.get("cuda_graph"):
+        if settings["amp"] == "float16":
+            ideas.append(
+                "bf16 AMP (training.amp: bf16) with training.cuda_graph: auto, so that the step "
+                "is replayed as one CUDA graph (fp16 needs a GradScaler, which cannot be)"
+            )
+        else:
+            ideas.append(
+                "training.cuda_graph: auto (the step replayed as one CUDA graph instead of "
+                "thousands of launches from Python)"
+            )
+    ideas.append("more work per kernel: a larger batch (data.batch_size) or patch")
+    return "use " + "; or ".join(ideas)
+
+
+def _launch_advice(
+    ratio: float,
+    step_s: float,
+    host_s: float,
+    wait_fraction: float,
+    utilization: float,
+    settings: Mapping[str, Any],
+) -> list[str]:
+    """The advice of the launch-bound verdict (see :func:`_diagnose`)."""
+    return [
+        f"launch-bound: the data is ready (the device waits for it {100 * wait_fraction:.0f}% "
+        f"of the time, the loader could feed {ratio:.1f}x more), but the GPU computes only "
+        f"{utilization:.0f}% of the training step: the host needs {1000 * host_s:.0f} ms to "
+        f"queue the kernels of a {1000 * step_s:.0f} ms step, so the GPU idles between short "
+        "kernels",
+        _launch_remedies(settings),
+    ]
+
+
 def profile(
     store_url: str | os.PathLike[str],
     config: Any = None,
@@ -535,7 +633,9 @@ def profile(
 
     The verdict compares the loader-alone rate with the step-alone rate: loader-bound when the
     loader is slower by more than 10%, compute-bound when faster by more than 10%, balanced
-    otherwise. The workers needed are ``ceil(worker-side seconds per batch / step seconds)``.
+    otherwise. A compute-bound CUDA step is launch-bound instead when the host spends at least
+    80% of it queueing kernels and NVML saw the GPU computing less than 80% of it. The workers
+    needed are ``ceil(worker-side seconds per batch / step seconds)``.
     """
     from fastseg.data import PatchLoader
     from fastseg.store import Store
@@ -616,17 +716,26 @@ def profile(
         except Exception as exc:  # pynvml.NVMLError: no driver or no permission
             notes.append(f"no GPU utilisation/memory/temperature samples: NVML failed ({exc})")
     alone = _run_loader(make, None, 0.4 * seconds, batches)
-    step_s = _run_step(step, (d.batch_size, in_channels, *patch), classes, 0.2 * seconds, batches)
-    if sampler is not None:
-        with sampler:
-            together = _run_loader(make, step, 0.4 * seconds, batches)
-        gpu = sampler.summary()
-    else:
+    shape = (d.batch_size, in_channels, *patch)
+    with sampler if sampler is not None else contextlib.nullcontext():
+        steps = _run_step(step, shape, classes, 0.2 * seconds, batches)
+        together_started = time.monotonic()
         together = _run_loader(make, step, 0.4 * seconds, batches)
-        gpu = None
+    gpu = step_utilization = None
+    if sampler is not None:
+        gpu = sampler.summary(since=together_started)
+        alone_gpu = sampler.summary(since=steps.started, until=together_started)
+        if alone_gpu is not None:
+            step_utilization = alone_gpu["utilization_mean_pct"]
+        if gpu is not None:
+            gpu["step_utilization_mean_pct"] = (
+                math.nan if step_utilization is None else step_utilization
+            )
+    step_s = steps.step_s
     n = max(alone.batches, 1)
     stages = {k.removesuffix("_s"): v / n for k, v in alone.timings.items()}
     stages["step"] = step_s
+    stages["step_host"] = steps.host_s
     loader_rate = alone.batches / alone.wall_s if alone.wall_s > 0 else math.inf
     wait_fraction = together.wait_s / together.wall_s if together.wall_s > 0 else 0.0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -637,7 +746,14 @@ def profile(
             "processes share this machine, so every figure is slower than on a quiet one"
         )
     verdict, advice, needed = _diagnose(
-        loader_rate, step_s, wait_fraction, stages, settings, dev.type, cores
+        loader_rate,
+        step_s,
+        wait_fraction,
+        stages,
+        settings,
+        dev.type,
+        cores,
+        step_utilization=step_utilization,
     )
     warnings = _gpu_warnings(gpu)
     return ProfileReport(
