@@ -162,6 +162,32 @@ def test_n4_removes_a_smooth_multiplicative_field() -> None:
     assert cv(corrected) < 0.5 * cv(biased)
 
 
+@pytest.mark.parametrize("slices", [1, 2, 3])
+def test_n4_on_few_slices(slices: int) -> None:
+    """A scan of 1-3 slices (the default shrink factor 4 would leave no voxel along z): the
+    shrink is capped per axis, a single slice is corrected in 2D."""
+    rng = np.random.default_rng(slices)
+    shape = (slices, 48, 48)
+    _, y, x = np.indices(shape, dtype=np.float32)
+    tissue = np.where(((y - 24) ** 2 + (x - 24) ** 2) < 20**2, 100.0, 0.0).astype(np.float32)
+    tissue += (tissue > 0) * rng.normal(0, 2.0, shape).astype(np.float32)
+    biased = tissue * np.exp(0.4 * (x - 24) / 24).astype(np.float32)
+    inside = tissue > 0
+    corrected = n4_correct(biased, (5.0, 0.8, 0.8), iterations=(30, 30, 30))
+    assert corrected.shape == shape and corrected.dtype == np.float32
+    assert np.isfinite(corrected).all()
+
+    def cv(a: np.ndarray) -> float:
+        return float(a[inside].std() / a[inside].mean())
+
+    assert cv(corrected) < 0.5 * cv(biased)
+
+
+def test_n4_rejects_a_line() -> None:
+    with pytest.raises(InputError, match="at least 2 voxels along 2 axes"):
+        n4_correct(np.ones((1, 1, 30), np.float32))
+
+
 @given(
     st.tuples(st.floats(0.5, 2.5), st.floats(0.5, 2.5), st.floats(0.5, 2.5)),
     st.tuples(st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3)),
