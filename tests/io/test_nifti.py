@@ -121,8 +121,12 @@ def test_scaling_applied_only_when_set(tmp_path):
 def test_4d_needs_channel_and_2d_gets_one_slice(tmp_path):
     data = np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
     nib.save(nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0])), tmp_path / "4d.nii.gz")
-    with pytest.raises(InputError, match=r"4d\.nii\.gz.*channel="):
+    with pytest.raises(InputError, match=r"4d\.nii\.gz: a 4-D image with 2 volumes") as err:
         read(tmp_path / "4d.nii.gz")
+    # for Python and CLI users (view, convert have no channel option) and for label files
+    for part in ("fastseg.io.read(path, channel=k), k in 0..1", "<case>_0000", "names 2 channels"):
+        assert part in str(err.value)
+    assert "label map must be 3-D" in str(err.value)
     with pytest.raises(InputError, match="out of range"):
         read(tmp_path / "4d.nii.gz", channel=2)
     second = read(tmp_path / "4d.nii.gz", channel=1)

@@ -3,11 +3,13 @@
 Slices are grouped by SeriesInstanceUID and ordered by ImagePositionPatient projected on the
 slice normal (row cosine x column cosine), never by file name. The slice spacing comes from
 those positions. RescaleSlope/RescaleIntercept are applied, so CT comes out in Hounsfield
-units. No patient-identifying attribute and no UID is copied into ``Volume.meta``.
+units. No patient-identifying attribute and no UID is copied into ``Volume.meta`` or into an
+error message; :func:`dicom_series` returns the UIDs to a caller who asks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +65,8 @@ def read_dicom_series(
 ) -> Volume:
     """Read the DICOM series in ``folder`` (searched recursively; hidden files skipped).
 
-    Several series → :class:`InputError` listing them, unless ``series_uid`` picks one.
+    Several series → :class:`InputError` describing them by number, modality and size (no UID),
+    unless ``series_uid`` picks one (:func:`dicom_series` lists the UIDs).
     ``spacing_tolerance`` (mm): how far a slice gap may differ from the median gap
     (default max(0.01 mm, 1 % of the median)).
     """
@@ -87,35 +90,84 @@ def read_dicom_files(
         raise ImageReadError(
             f"{where}: {n_dicom} DICOM file(s) but none holds pixel data (no image slices)"
         )
-    series: dict[str, list[tuple[Path, Any]]] = {}
-    for path, ds in found:
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    series = _group(found)
     if series_uid is not None:
         if series_uid not in series:
             raise InputError(
-                f"{where}: series_uid={series_uid!r} not found; series present: "
-                + _describe(series)
+                f"{where}: series_uid={series_uid!r} not found among {len(series)} series "
+                f"({_describe(series)}); fastseg.io.dicom_series(folder) lists their UIDs"
             )
         chosen = series[series_uid]
     elif len(series) > 1:
         raise InputError(
-            f"{where}: holds {len(series)} DICOM series; pass series_uid= one of: "
-            + _describe(series)
+            f"{where}: holds {len(series)} DICOM series ({_describe(series)}) and fastseg reads "
+            "one: with fastseg.io.read pass series_uid= (fastseg.io.dicom_series(folder) lists "
+            "the UIDs); for fastseg convert keep one series per folder"
         )
     else:
         chosen = next(iter(series.values()))
     return _assemble(chosen, where, spacing_tolerance)
 
 
-def _describe(series: dict[str, list[tuple[Path, Any]]]) -> str:
-    parts = []
-    for uid, items in series.items():
+@dataclass(frozen=True)
+class DicomSeries:
+    """One series of a DICOM folder, as listed by :func:`dicom_series`. ``uid`` is the
+    SeriesInstanceUID ("" when absent); ``shape``: (rows, columns) of its first slice."""
+
+    uid: str
+    modality: str
+    n_slices: int
+    shape: tuple[int, int]
+    description: str
+
+
+def dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
+    """The image series in ``folder`` (searched recursively, hidden files skipped), in the order
+    of their first file's path — the order of "series 1, series 2..." in fastseg's errors.
+    Pass a ``uid`` to ``fastseg.io.read(folder, series_uid=...)``. Nothing is printed or
+    logged: the UIDs and descriptions are returned to the caller only."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageReadError(f"{root}: not a folder (expected a folder of DICOM files)")
+    found, _ = _load(_files(root))
+    out = []
+    for uid, items in _group(found).items():
         ds = items[0][1]
-        desc = str(ds.get("SeriesDescription", "")).strip()
-        parts.append(
-            f"{uid or '<no SeriesInstanceUID>'} ({ds.get('Modality', '?')}, "
-            f"{len(items)} image(s){', ' + repr(desc) if desc else ''})"
+        out.append(
+            DicomSeries(
+                uid,
+                str(ds.get("Modality", "")),
+                len(items),
+                _size(ds),
+                str(ds.get("SeriesDescription", "")).strip(),
+            )
         )
+    return out
+
+
+def _group(found: list[tuple[Path, Any]]) -> dict[str, list[tuple[Path, Any]]]:
+    """Datasets by SeriesInstanceUID, in the order of each series' first file."""
+    series: dict[str, list[tuple[Path, Any]]] = {}
+    for path, ds in found:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    return series
+
+
+def _size(ds: Any) -> tuple[int, int]:
+    try:
+        return int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        return 0, 0
+
+
+def _describe(series: dict[str, list[tuple[Path, Any]]]) -> str:
+    """The series by number, modality, slice count and size: no UID, description or date
+    (they may identify the patient or the study)."""
+    parts = []
+    for k, items in enumerate(series.values(), 1):
+        rows, cols = _size(items[0][1])
+        modality = str(items[0][1].get("Modality", "")).strip() or "unknown modality"
+        parts.append(f"series {k}: {modality}, {len(items)} slice(s) {rows}x{cols}")
     return "; ".join(parts)
 
 

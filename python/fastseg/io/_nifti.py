@@ -17,7 +17,7 @@ _REVERSE = [2, 1, 0, 3]
 
 def read_nifti(path: Path, channel: int | None = None) -> Volume:
     """Read a NIfTI file. Stored dtype is kept unless scl_slope/scl_inter are set (then the
-    scaled values are returned, as float). 4-d files need ``channel=`` (index along t)."""
+    scaled values are returned, as float). 4-D files need ``channel=`` (index along t)."""
     import nibabel as nib
 
     try:
@@ -31,9 +31,7 @@ def read_nifti(path: Path, channel: int | None = None) -> Volume:
             shape = shape[:3]
         if len(shape) == 4:
             if channel is None:
-                raise InputError(
-                    f"{path}: 4-d NIfTI with {shape[3]} volumes; pass channel=0..{shape[3] - 1}"
-                )
+                raise InputError(_four_d_message(path, shape[3]))
             if not 0 <= channel < shape[3]:
                 raise InputError(f"{path}: channel={channel} out of range 0..{shape[3] - 1}")
             data = np.asanyarray(img.dataobj[..., channel])
@@ -55,6 +53,17 @@ def read_nifti(path: Path, channel: int | None = None) -> Volume:
         return Volume.from_affine(array, ours, meta={"format": "nifti"})
     except InputError as exc:
         raise ImageReadError(f"{path}: invalid NIfTI geometry: {exc}") from exc
+
+
+def _four_d_message(path: Path, n: int) -> str:
+    """Why a 4-D file was not read, for Python and command-line users alike."""
+    return (
+        f"{path}: a 4-D image with {n} volumes (channels or time points) where one 3-D volume "
+        f"is expected; read one with fastseg.io.read(path, channel=k), k in 0..{n - 1}, or "
+        f"give each channel its own 3-D file (<case>_0000, <case>_0001... in MSD/nnU-Net "
+        f"layout); fastseg convert also reads a 4-D image volume by volume when its "
+        f"dataset.json names {n} channels. A label map must be 3-D"
+    )
 
 
 def write_nifti(volume: Volume, path: Path) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 from typing import Any
+
+# An absolute path not inside a word or a relative path: POSIX /a/b or Windows C:\a\b.
+_ABSOLUTE = re.compile(r"(?<![\w.:/\\)\]~+-])(?:/|[A-Za-z]:[\\/])[^\s'\"`,;:()\[\]<>|]+")
 
 
 @dataclass
@@ -35,13 +39,29 @@ class ConversionReport:
 
     def to_dict(self, *, anonymous: bool = False) -> dict[str, Any]:
         """As a JSON-able dict; ``anonymous=True`` (the copy kept in the store) keeps only the
-        source folder's name and drops the destination, so no full path is stored."""
+        source folder's name, drops the destination and, in failure reasons, writes paths below
+        the source relative to it and any other absolute path as its file name, so no full
+        path is stored."""
         d = asdict(self)
         d["ok"] = self.ok
         if anonymous:
             d["source"] = PurePath(self.source).name
             del d["destination"]
+            d["failed"] = {k: self._anonymous(v) for k, v in self.failed.items()}
         return d
+
+    def _anonymous(self, text: str) -> str:
+        """``text`` with paths under the source made relative to it, the source and the
+        destination by their names, and any other absolute path by its file name."""
+        for root in (self.source, self.destination):
+            root = root.rstrip("/\\")
+            if not root:
+                continue
+            text = re.sub(re.escape(root) + r"[/\\]", "", text)
+            text = re.sub(
+                re.escape(root) + r"(?![\w.~-])", PurePath(root).name.replace("\\", "/"), text
+            )
+        return _ABSOLUTE.sub(_file_name, text)
 
     def summary(self) -> str:
         lines = [
@@ -52,3 +72,9 @@ class ConversionReport:
         for case_id, reason in sorted(self.failed.items()):
             lines.append(f"  FAILED {case_id}: {reason.splitlines()[0]}")
         return "\n".join(lines)
+
+
+def _file_name(match: re.Match[str]) -> str:
+    path = match.group(0).rstrip(".")
+    name = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
+    return (name or "/") + match.group(0)[len(path) :]

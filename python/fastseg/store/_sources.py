@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,25 +181,45 @@ def _msd(root: Path) -> DatasetSource:
     return DatasetSource("msd", root, cases, channel_names, modalities, label_names, problems)
 
 
-def _has_dicom(folder: Path) -> bool:
-    for p in folder.iterdir():
-        if p.is_file() and not p.name.startswith("."):
-            if p.suffix.lower() in (".dcm", ".dicom", ".ima"):
-                return True
-            try:
-                with open(p, "rb") as fh:
-                    fh.seek(128)
-                    if fh.read(4) == b"DICM":
-                        return True
-            except OSError:
-                continue
-    return False
+def _visible_files(folder: Path, recursive: bool) -> Iterator[Path]:
+    """Files in ``folder`` (and below it when ``recursive``), skipping hidden files and folders,
+    in sorted order of their path relative to ``folder`` — the files fastseg.io.read considers."""
+    if not recursive:
+        yield from sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        for name in sorted(filenames):
+            if not name.startswith(".") and (here / name).is_file():
+                yield here / name
+
+
+def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _has_dicom(folder: Path, recursive: bool = False) -> bool:
+    """Whether ``folder`` holds a DICOM file (anywhere below it when ``recursive``, as
+    fastseg.io.read searches a series folder)."""
+    return any(_is_dicom_file(p) for p in _visible_files(folder, recursive))
 
 
 def discover(src: str | os.PathLike[str]) -> DatasetSource:
     """The cases of ``src``: an MSD/nnU-Net folder (``dataset.json``, ``imagesTr/``,
     ``labelsTr/``, channels as ``_0000``, ``_0001`` files or 4-d files), a folder of image files
-    (one unlabelled case each), a folder of DICOM series folders, or one DICOM series folder."""
+    (one unlabelled case each), a folder of DICOM series folders, or one DICOM series folder.
+
+    A DICOM case is a top-level subfolder of ``src`` with DICOM files anywhere below it (read
+    recursively, as fastseg.io.read does); ``src`` itself is the one case when DICOM files sit
+    directly in it."""
     root = Path(src).expanduser().absolute()
     if not root.is_dir():
         raise InputError(f"{root}: source must be a folder (MSD layout, images or DICOM series)")
@@ -221,7 +242,7 @@ def discover(src: str | os.PathLike[str]) -> DatasetSource:
         return DatasetSource("dicom", root, cases, ["image"], [None], None, problems)
     cases = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not _has_dicom(sub):
+        if not _has_dicom(sub, recursive=True):
             continue
         try:
             cases.append(CaseSource(check_case_id(sub.name), ((str(sub), None),), None, str(root)))
@@ -236,12 +257,15 @@ def discover(src: str | os.PathLike[str]) -> DatasetSource:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes; of a folder: of its sorted (name, file hash) lines."""
+    """Hex SHA-256 of a file's bytes; of a folder: of the lines ``relative path<TAB>file hash``
+    of every visible file below it (hidden files and folders skipped, as fastseg.io.read
+    does), sorted by relative path (for a flat folder: its sorted file names)."""
     p = Path(path)
     if p.is_dir():
         h = hashlib.sha256()
-        for f in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
-            h.update(f"{f.name}\t{sha256_of(f)}\n".encode())
+        lines = sorted((f.relative_to(p).as_posix(), f) for f in _visible_files(p, True))
+        for rel, f in lines:
+            h.update(f"{rel}\t{sha256_of(f)}\n".encode())
         return h.hexdigest()
     h = hashlib.sha256()
     try:
