@@ -245,6 +245,13 @@ def test_destination_that_is_not_a_store_is_refused(
     (dst / "something.txt").write_text("x")
     with pytest.raises(InputError, match="not a Zarr store"):
         convert(src, dst, workers=1, progress=False)
+    with pytest.raises(InputError, match="not a fastseg store and not empty"):
+        convert(src, dst, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in dst.iterdir()) == ["something.txt"]  # nothing deleted
+
+    # overwrite replaces a fastseg store, here with other storage options
+    dst = tmp_path / "store.zarr"
+    assert convert(src, dst, workers=1, progress=False).ok
     report = convert(
         src,
         dst,
@@ -253,7 +260,7 @@ def test_destination_that_is_not_a_store_is_refused(
         overwrite=True,
         storage=StorageOptions(chunks=(8, 8, 8), cname="lz4"),
     )
-    assert report.ok and not (dst / "something.txt").exists()
+    assert report.ok and report.converted == ["case_000"]
     case = Store.open(dst)["case_000"]
     meta = json.loads((dst / "cases" / "case_000" / "image" / "zarr.json").read_text())
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 8, 8, 8]

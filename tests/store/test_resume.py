@@ -105,3 +105,69 @@ def test_half_written_case_is_invisible_and_rewritten(
     assert store_files(dst) == reference
     img, _ = Store.open(dst)["case_001"].read_patch((0, 0, 0), (4, 4, 4))
     assert np.isfinite(img).all()
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid`` (the CLI and the workers it started)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session
+            out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_stops_workers_and_rerun_completes(
+    hippocampus_msd: Callable[[Path, int], Path],
+    store_files: Callable[[Path], dict[str, bytes]],
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (SIGINT to the process group) during a 2-worker CLI conversion: the CLI exits with
+    130 soon, queued cases are not converted, no worker is left, and a re-run completes the
+    store exactly as an uninterrupted conversion."""
+    n, spacing = 6, (0.5, 0.5, 0.5)  # upsampled, so a case takes long enough to interrupt
+    src = hippocampus_msd(tmp_path / "h", n)
+    dst = tmp_path / "interrupted.zarr"
+    args = ["convert", str(src), str(dst), "--workers", "2", "--spacing", *map(str, spacing)]
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastseg.cli", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            first: list[str] = []
+            while time.monotonic() < deadline and proc.poll() is None and not first:
+                first = complete_cases(dst) if dst.exists() else []
+                time.sleep(0.005)
+            os.killpg(proc.pid, signal.SIGINT)
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert code == 130, (tmp_path / "err.txt").read_text()
+    assert "interrupted" in (tmp_path / "err.txt").read_text()
+    done = complete_cases(dst)
+    # at most a case that finished while the signal was on its way: the queue was stopped
+    assert 1 <= len(first) <= len(done) <= len(first) + 1 < n, (first, done)
+    deadline = time.monotonic() + 10  # the resource tracker exits once the CLI is gone
+    while _session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_processes(proc.pid) == []
+
+    report = convert(src, dst, spacing=spacing, workers=1, progress=False)
+    assert report.ok and report.skipped == done
+    clean = tmp_path / "clean.zarr"
+    assert convert(src, clean, spacing=spacing, workers=1, progress=False).ok
+    assert store_files(dst) == store_files(clean)

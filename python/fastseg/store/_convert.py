@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +28,7 @@ from fastseg.store._backend import Backend, backend_for
 from fastseg.store._pipeline import convert_task, fingerprint_task
 from fastseg.store._reader import _case_attrs, _json
 from fastseg.store._report import ConversionReport
-from fastseg.store._sources import CaseSource, DatasetSource, discover
+from fastseg.store._sources import CaseSource, DatasetSource, discover, relative, sha256_of
 
 _MODALITIES = ("ct", "mr")
 
@@ -65,19 +68,19 @@ def _map(
     in_process: bool,
     desc: str,
     progress: bool,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Run ``fn(*item)`` for every item, yielding results as they finish, with a progress bar
     (cases/s, ETA). Dask cluster when ``scheduler`` is given, else a process pool (spawned
     workers), else in this process."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc=desc, unit="case", disable=not progress, smoothing=0.1)
+    results = _results(fn, items, workers=workers, scheduler=scheduler, in_process=in_process)
     try:
-        for result in _results(
-            fn, items, workers=workers, scheduler=scheduler, in_process=in_process
-        ):
-            bar.update(1)
-            yield result
+        with closing(results):  # stops the workers now when the consumer stops early
+            for result in results:
+                bar.update(1)
+                yield result
     finally:
         bar.close()
 
@@ -89,7 +92,7 @@ def _results(
     workers: int,
     scheduler: Any,
     in_process: bool,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     if not items:
         return
     if scheduler is not None:
@@ -100,10 +103,12 @@ def _results(
             yield fn(*item)
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(items)), mp_context=ctx, initializer=_ignore_sigint
+    )
     try:
         futures = {pool.submit(fn, *item): item for item in items}
         for fut in as_completed(futures):
@@ -111,9 +116,33 @@ def _results(
                 yield fut.result()
             except Exception as exc:  # the worker died (e.g. killed for memory)
                 yield _lost(futures[fut], exc)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C, or the consumer stopped early: stop now, not after the queue
+        _stop(pool)
         raise
+    pool.shutdown(wait=True)
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group, but only the parent handles
+    it (by terminating the workers); a worker would otherwise report it as a task result and
+    take the next queued case."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks of a process pool and terminate its workers; cases being written
+    stay incomplete (invisible to readers), so a re-run converts them."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=10)
     pool.shutdown(wait=True)
 
 
@@ -129,7 +158,7 @@ def _lost(item: tuple[Any, ...], exc: BaseException) -> dict[str, Any]:
 
 def _dask_results(
     fn: Callable[..., dict[str, Any]], items: list[tuple[Any, ...]], scheduler: Any
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     try:
         from distributed import Client, as_completed
     except ImportError as exc:
@@ -154,40 +183,148 @@ def _dask_results(
             client.close()
 
 
+def _check_apart(src: Path, backend: Backend) -> None:
+    """Refuse a destination that is the source folder, lies inside it or contains it (local
+    paths resolved, links followed; fsspec URLs compared as strings)."""
+    src = src.resolve()
+    if backend.local_root is not None:
+        dst = backend.local_root.resolve()
+        overlap = dst == src or src in dst.parents or dst in src.parents
+    else:
+        url = backend.url.rstrip("/")
+        overlap = any(
+            url == s or url.startswith(f"{s}/") or s.startswith(f"{url}/")
+            for s in (src.as_posix(), src.as_uri())
+        )
+    if overlap:
+        raise InputError(
+            f"{backend.url}: the destination is the source folder {src}, inside it or contains "
+            "it; choose a destination outside the source"
+        )
+
+
 def _existing_root(backend: Backend, overwrite: bool) -> dict[str, Any] | None:
-    if overwrite:
-        backend.delete_prefix("")
-        return None
+    """The dataset attributes of the fastseg store at the destination (None: start a new one).
+
+    With ``overwrite`` an existing fastseg store (or the leftovers of a conversion that stopped
+    before writing its plan) is deleted; anything else that is not empty is refused, never
+    deleted."""
     doc = _json(backend, "zarr.json")
+    attrs = None if doc is None else doc.get("attributes", {}).get(sc.ATTRS_KEY)
+    is_store = isinstance(attrs, dict) and ("plan" in attrs or "schema_version" in attrs)
+    entries = backend.list_dir("")
+    if backend.local_root is not None and backend.local_root.exists():
+        if not backend.local_root.is_dir():
+            raise InputError(f"{backend.url}: exists and is not a folder; choose a new destination")
+    leftover = (  # nothing, or what a conversion writes before its plan
+        set(entries) <= {"zarr.json", sc.CASES}
+        and set(backend.list_dir(sc.CASES)) <= {"zarr.json"}
+        and ("zarr.json" not in entries or doc is not None)
+    )
+    if overwrite:
+        if not is_store and not leftover:
+            raise InputError(
+                f"{backend.url}: not a fastseg store and not empty; overwrite replaces only a "
+                "fastseg store, so nothing was deleted: choose another destination or empty it"
+            )
+        if entries:
+            backend.delete_prefix("")
+        return None
     if doc is None:
-        if backend.list_dir(""):
+        if entries:
             raise InputError(
                 f"{backend.url}: exists and is not a Zarr store; choose a new destination"
             )
         return None
-    attrs = doc.get("attributes", {}).get(sc.ATTRS_KEY)
     if not isinstance(attrs, dict) or "plan" not in attrs:
-        if any(n not in ("zarr.json", sc.CASES) for n in backend.list_dir("")):
+        if any(n not in ("zarr.json", sc.CASES) for n in entries):
             raise InputError(
-                f"{backend.url}: a Zarr group that is not a fastseg store; choose a new "
-                "destination or pass overwrite=True"
+                f"{backend.url}: a Zarr group that is not a fastseg store; choose a new destination"
             )
         return None
     sc.check_schema(attrs, backend.url)
     return attrs
 
 
-def _complete_cases(backend: Backend) -> set[str]:
+def _source_record(dataset: DatasetSource) -> dict[str, Any]:
+    """What a store records of its source (no paths): layout, channels, declared modalities and
+    labels. A resume must find the same."""
+    labels = dataset.label_names
+    record = {
+        "kind": dataset.kind,
+        "channel_names": list(dataset.channel_names),
+        "modalities": list(dataset.modalities),
+        "label_names": None if labels is None else {str(k): v for k, v in labels.items()},
+    }
+    loaded: dict[str, Any] = json.loads(json.dumps(record))
+    return loaded
+
+
+def _check_same_source(attrs: dict[str, Any], dataset: DatasetSource, url: str) -> None:
+    """Refuse to resume a store with a source of another layout, channels, modalities or
+    labels (stores from before these were recorded: layout, channels and labels)."""
+    recorded = dict(attrs.get("source") or {})
+    recorded.setdefault("channel_names", attrs.get("channel_names"))
+    if "label_names" not in recorded:
+        has_labels = attrs.get("plan", {}).get("label_values") is not None
+        recorded["label_names"] = attrs.get("label_names") if has_labels else None
+    mine = _source_record(dataset)
+    diffs = [
+        f"{key} {recorded.get(key)!r} (store) vs {mine[key]!r} (source)"
+        for key in ("kind", "channel_names", "modalities", "label_names")
+        if key in recorded and recorded[key] != mine[key]
+    ]
+    if diffs:
+        raise InputError(
+            f"{url}: this store was made from a different source ({'; '.join(diffs)}); choose "
+            "another destination, or overwrite=True (--overwrite) to replace the store"
+        )
+
+
+def _check_unchanged(
+    cases: list[CaseSource], complete: dict[str, dict[str, Any]], url: str, threads: int
+) -> None:
+    """Re-hash the source files of the cases already complete in the store; refuse (naming the
+    cases) when any differ from the files and SHA-256 recorded at conversion."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def current(case: CaseSource) -> list[list[str]]:
+        return [[relative(p, case.root), sha256_of(p)] for p in case.files()]
+
+    mine = [c for c in cases if c.case_id in complete]
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, 8)))
+    try:
+        hashes = list(pool.map(current, mine))
+    except BaseException:  # Ctrl-C: do not hash the rest of the dataset first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    changed = []
+    for case, now in zip(mine, hashes, strict=True):
+        files = complete[case.case_id].get("source", {}).get("files", [])
+        if now != [[f.get("path"), f.get("sha256")] for f in files]:
+            changed.append(case.case_id)
+    if changed:
+        raise InputError(
+            f"{url}: the source files of already converted case(s) {changed} changed since "
+            "they were converted; choose another destination, or overwrite=True (--overwrite) "
+            "to convert the dataset again"
+        )
+
+
+def _complete_cases(backend: Backend) -> dict[str, dict[str, Any]]:
+    """Case id -> attributes of every complete case in the store."""
     names = [n for n in backend.list_dir(sc.CASES) if n != "zarr.json"]
     docs = backend.get_many([f"{sc.CASES}/{n}/zarr.json" for n in names])
-    done = set()
+    done = {}
     for name, blob in zip(names, docs, strict=True):
         try:
             doc = json.loads(blob) if blob is not None else None
         except ValueError:
             continue
-        if isinstance(doc, dict) and _case_attrs(doc) is not None:
-            done.add(name)
+        attrs = _case_attrs(doc) if isinstance(doc, dict) else None
+        if attrs is not None:
+            done[name] = attrs
     return done
 
 
@@ -310,7 +447,7 @@ def _plan(
         "preprocessing": preprocessing,
         "fingerprint": fingerprint,
         "storage": storage.to_dict(),
-        "source": {"kind": dataset.kind},
+        "source": _source_record(dataset),
         "request": request,
         "plan": {
             "preprocessing": preprocessing,
@@ -368,12 +505,21 @@ def convert(
     register : for multi-channel cases whose channels are not on one grid: None resamples
         them onto the first channel's grid by world position; "rigid" or "affine" registers
         them to it first (SimpleITK, mutual information).
-    overwrite : delete whatever is at ``dst`` first. Otherwise an existing store is resumed:
-        the same request (spacing, modality, bias_field, storage) is required, and only cases
-        that are not complete are converted.
+    overwrite : replace the fastseg store at ``dst``. Only a fastseg store is deleted: a
+        destination that holds anything else is refused (InputError), as is, always, a
+        destination that is the source folder, lies inside it or contains it.
+        Without ``overwrite`` an existing store is resumed: the same request (spacing,
+        modality, bias_field, storage, register) and the same kind of source (layout, channel
+        names, declared modalities, labels) are required, else InputError. The source files of
+        cases already complete are hashed again and compared with the SHA-256 recorded in
+        the store: a changed case is an InputError naming it (it is not reconverted, as the
+        plan was made from the old data). New cases of the source are converted with the
+        stored plan; only cases that are not complete are converted.
 
     Bad cases are listed in ``report.failed`` (the other cases still convert); the report is
-    also written into the store (group ``conversion_report``).
+    also written into the store (group ``conversion_report``). On KeyboardInterrupt (Ctrl-C) the
+    queued cases are cancelled and the worker processes terminated before it propagates; cases
+    being written stay incomplete, and a re-run converts them.
     """
     t0 = time.perf_counter()
     if modality is not None and modality not in _MODALITIES:
@@ -403,6 +549,7 @@ def convert(
         "progress": progress,
     }
 
+    _check_apart(dataset.root, backend)
     attrs = _existing_root(backend, overwrite)
     if attrs is not None:
         if attrs["request"] != json.loads(json.dumps(request)):
@@ -410,16 +557,18 @@ def convert(
                 f"{backend.url}: this store was made with {attrs['request']}, not {request}; "
                 "re-run with the same options, or choose a new destination / overwrite=True"
             )
+        _check_same_source(attrs, dataset, backend.url)
     else:
         label_values = sorted(dataset.label_names) if dataset.label_names is not None else None
         alignment = register or "world"
         items: list[tuple[Any, ...]] = [(c, label_values, alignment) for c in dataset.cases]
         ok = []
-        for res in _map(fingerprint_task, items, desc="fingerprint", **run):
-            if res["ok"]:
-                ok.append(res)
-            else:
-                report.failed[res["case_id"]] = res["error"]
+        with closing(_map(fingerprint_task, items, desc="fingerprint", **run)) as results:
+            for res in results:
+                if res["ok"]:
+                    ok.append(res)
+                else:
+                    report.failed[res["case_id"]] = res["error"]
         if not ok:
             report.elapsed_s = time.perf_counter() - t0
             return report
@@ -428,6 +577,7 @@ def convert(
 
     plan = attrs["plan"]
     done = _complete_cases(backend)
+    _check_unchanged(dataset.cases, done, backend.url, n_workers)
     todo: list[CaseSource] = []
     for case in dataset.cases:
         if case.case_id in done:
@@ -435,12 +585,14 @@ def convert(
         elif case.case_id not in report.failed:
             todo.append(case)
     url = backend.url if backend.local_root is None else os.fspath(backend.local_root)
-    for res in _map(convert_task, [(c, plan, url) for c in todo], desc="convert", **run):
-        if res["ok"]:
-            report.converted.append(res["case_id"])
-            report.source_bytes += int(res["source_bytes"])
-        else:
-            report.failed[res["case_id"]] = res["error"]
+    tasks = [(c, plan, url) for c in todo]
+    with closing(_map(convert_task, tasks, desc="convert", **run)) as results:
+        for res in results:
+            if res["ok"]:
+                report.converted.append(res["case_id"])
+                report.source_bytes += int(res["source_bytes"])
+            else:
+                report.failed[res["case_id"]] = res["error"]
     report.converted.sort()
     report.skipped.sort()
     report.failed = dict(sorted(report.failed.items()))
