@@ -67,8 +67,10 @@ def test_mhd_sidecar_lands_next_to_header(tmp_path):
 def test_vector_image_needs_channel(tmp_path):
     img = sitk.GetImageFromArray(np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2))
     sitk.WriteImage(img, str(tmp_path / "vec.mha"))
-    with pytest.raises(InputError, match=r"vec\.mha.*2 components"):
+    with pytest.raises(InputError, match=r"vec\.mha.*2 components") as error:
         read(tmp_path / "vec.mha")
+    assert "fastseg.io.read(path, channel=k), k in 0..1" in str(error.value)
+    assert "<case>_0000" in str(error.value)  # what the CLI, which has no channel option, takes
     np.testing.assert_array_equal(
         read(tmp_path / "vec.mha", channel=1).array, sitk.GetArrayFromImage(img)[..., 1]
     )

@@ -37,7 +37,10 @@ def read_itk(path: Path, channel: int | None = None) -> Volume:
     if ncomp > 1:
         if channel is None:
             raise InputError(
-                f"{path}: image has {ncomp} components per voxel; pass channel=0..{ncomp - 1}"
+                f"{path}: an image with {ncomp} components per voxel (vector or RGB) where "
+                f"one is expected; read one with fastseg.io.read(path, channel=k), k in "
+                f"0..{ncomp - 1}, or give each component its own 3-D file (<case>_0000, "
+                "<case>_0001... for fastseg convert). A label map must have one component"
             )
         if not 0 <= channel < ncomp:
             raise InputError(f"{path}: channel={channel} out of range 0..{ncomp - 1}")

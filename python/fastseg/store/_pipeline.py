@@ -258,8 +258,13 @@ def _convert(src: CaseSource, plan: dict[str, Any], url: str) -> dict[str, Any]:
 
 
 def _size(path: str) -> int:
+    """Bytes of a file, or of every file below a folder (a DICOM series, nested or not)."""
     if os.path.isdir(path):
-        return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+        return sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(path)
+            for name in names
+        )
     return os.path.getsize(path)
 
 
