@@ -335,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image file, folder of images (_0000 channels grouped) or store")
     p.add_argument("output", help="output folder (or output file for one input file)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="mirror test-time augmentation over the run's data.mirror_axes",
+    )
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument(
         "--probabilities", action="store_true", help="also write <name>_probabilities.npz"

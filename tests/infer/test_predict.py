@@ -234,6 +234,24 @@ def test_tta_and_probabilities(ct: dict[str, Path], tmp_path: Path) -> None:
         for n in ("case_0.nii.gz", "case_1.nii.gz", "case_2.nii.gz")
     ]
     assert any(differs)  # mirroring changes a random network's output somewhere
+    assert report.notes == []
+
+
+def test_tta_without_mirror_axes_says_it_changes_nothing(
+    ct: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(ct["run"], run)
+    spec = json.loads((run / "run.json").read_text())
+    spec["inference"]["mirror_axes"] = []  # as `fastseg plan` leaves it for side-specific labels
+    (run / "run.json").write_text(json.dumps(spec))
+    report = predict(run, ct["src"] / "imagesTr" / "case_0_0000.nii.gz", tmp_path / "out",
+                     tta=True, progress=False)  # fmt: skip
+    assert report.ok
+    (note,) = report.notes
+    assert "mirrors no axis" in note and note in report.summary()
 
 
 def _store_vs_predict(root: Path, store_dir: Path) -> None:

@@ -63,6 +63,20 @@ def test_disjoint_cases_are_independent(tmp_path: Path) -> None:
     )
     result = compare_tables(pa, pb)["1"]
     assert not result.paired and (result.n_a, result.n_b) == (12, 15)
+    # the reason says why (no --paired option exists to have been "given")
+    assert "a and b have no case in common (independent)" in result.reason
+
+
+def test_shared_cases_are_paired_and_the_rest_left_out(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    cases = [f"c{i}" for i in range(12)]
+    pa = write_table(tmp_path / "a.csv", metric_rows({1: rng.normal(0.8, 0.05, 12)}, cases))
+    pb = write_table(tmp_path / "b.csv", metric_rows({1: rng.normal(0.7, 0.05, 10)}, cases[2:]))
+    result = compare_tables(pa, pb)["1"]
+    assert result.paired and result.n_a == result.n_b == 10
+    assert "2 only in a and 0 only in b left out" in result.reason
+    full = compare_tables(pa, pa)["1"]
+    assert full.paired and "keyed by the same 12 cases" in full.reason
 
 
 def test_bad_tables_name_file_and_problem(tmp_path: Path) -> None:

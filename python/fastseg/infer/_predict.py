@@ -49,19 +49,21 @@ def pad_values(image: np.ndarray) -> np.ndarray:
 class PredictReport:
     """What :func:`predict` did: ``written`` maps each case name to its label file,
     ``skipped`` those already complete (``resume``), ``failed`` maps names to the reason,
-    ``elapsed_s`` seconds in all."""
+    ``elapsed_s`` seconds in all, ``notes`` what the user should know about the options."""
 
     written: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def summary(self) -> str:
-        lines = [f"predicted {len(self.written)} case(s) in {self.elapsed_s:.1f} s"]
+        lines = [f"note: {note}" for note in self.notes]
+        lines.append(f"predicted {len(self.written)} case(s) in {self.elapsed_s:.1f} s")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} case(s) already predicted")
         if self.failed:
@@ -358,6 +360,12 @@ def predict(
         and _split_name(out.name)[1].lower() in _KEEP_EXT
     )
     report = PredictReport(failed=dict(problems))
+    if tta and not run.mirror_axes:
+        report.notes.append(
+            "tta: this run mirrors no axis (its data.mirror_axes is empty: `fastseg plan` "
+            "leaves out the axes along which the labels depend on side), so test-time "
+            "augmentation changes nothing"
+        )
     bar = tqdm(total=len(scans), desc="predict", unit="case", disable=not progress)
     try:
         for scan in scans:

@@ -77,8 +77,11 @@ def evaluate(
     ``{label: {"dice", "jaccard", "hd", "hd95", "avd", "assd", "vs", "nsd": float,
     "pred_voxels", "ref_voxels": int, "empty": "" | "pred" | "ref" | "both"}}``, distances in mm.
     Definitions are those of DESIGN.md: surface distances use the voxels of a mask with a
-    6-neighbour outside it (the array edge counts as outside), avd is Taha & Hanbury's average
-    Hausdorff distance over all voxels, nsd is DeepMind surface-distance's. Both masks empty:
+    6-neighbour outside it (the array edge counts as outside), assd is the mean of the two
+    directed mean surface distances (MedPy 0.4's ``assd``; MedPy >= 0.5 pools the two distance
+    sets first, which weights the larger surface more, so its value differs slightly), avd is
+    Taha & Hanbury's average Hausdorff distance over all voxels, nsd is DeepMind
+    surface-distance's. Both masks empty:
     dice = jaccard = vs = nsd = 1 and distances 0; one empty: dice = nsd = 0, distances inf.
     """
     p, r, sp = prepare_pair(pred, ref, spacing)

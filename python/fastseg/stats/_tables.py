@@ -74,7 +74,9 @@ def compare_tables(
         if drop_nonfinite:
             values_a = {k: v for k, v in values_a.items() if math.isfinite(v)}
             values_b = {k: v for k, v in values_b.items() if math.isfinite(v)}
-        paired = bool(set(values_a) & set(values_b))
+        shared = set(values_a) & set(values_b)
+        # some cases in common: compare those; all or none: compare infers (and says) which
+        paired = True if shared and set(values_a) != set(values_b) else None
         results[group] = compare(
             values_a, values_b, paired=paired, alpha=alpha, alternative=alternative, names=names
         )
