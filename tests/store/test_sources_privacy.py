@@ -90,6 +90,8 @@ def test_anonymous_report_has_no_absolute_path(shared_data: Path) -> None:
             "d": f"InputError: {root}: and {root}/c (3/4 done, 2 MB/s, +/- 1)",
             "e": f'RuntimeError: boom\n  File "{outside}", line 3\n  in /scratch/out/st.zarr/x',
             "f": r"OSError: C:\Users\someone\scan.nii.gz: denied",
+            "g": f"ImageReadError: {root}/g/1.2.826.0.1.3680043.8.498.1234567.dcm: truncated "
+            "(series 1.3.12.2.1107.5.2.20080913, fastseg 0.1.0, 2.5.1.0 mm)",
         },
     )
     failed = report.to_dict(anonymous=True)["failed"]
@@ -99,6 +101,7 @@ def test_anonymous_report_has_no_absolute_path(shared_data: Path) -> None:
         "d": "InputError: src: and c (3/4 done, 2 MB/s, +/- 1)",
         "e": 'RuntimeError: boom\n  File "liver.dcm", line 3\n  in x',
         "f": "OSError: scan.nii.gz: denied",
+        "g": "ImageReadError: g/<UID>.dcm: truncated (series <UID>, fastseg 0.1.0, 2.5.1.0 mm)",
     }
     for reason in failed.values():
         assert not ABSOLUTE.search(reason), reason

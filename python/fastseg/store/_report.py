@@ -9,6 +9,9 @@ from typing import Any
 
 # An absolute path not inside a word or a relative path: POSIX /a/b or Windows C:\a\b.
 _ABSOLUTE = re.compile(r"(?<![\w.:/\\)\]~+-])(?:/|[A-Za-z]:[\\/])[^\s'\"`,;:()\[\]<>|]+")
+# A DICOM UID (root 0, 1 or 2, at least 5 components): DICOM exporters name files and folders by
+# SOP/series instance UIDs, which can embed dates.
+_UID = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9][0-9]*)){4,}(?![\w])")
 
 
 @dataclass
@@ -40,8 +43,8 @@ class ConversionReport:
     def to_dict(self, *, anonymous: bool = False) -> dict[str, Any]:
         """As a JSON-able dict; ``anonymous=True`` (the copy kept in the store) keeps only the
         source folder's name, drops the destination and, in failure reasons, writes paths below
-        the source relative to it and any other absolute path as its file name, so no full
-        path is stored."""
+        the source relative to it, any other absolute path as its file name and DICOM UIDs as
+        ``<UID>``, so no full path or UID is stored."""
         d = asdict(self)
         d["ok"] = self.ok
         if anonymous:
@@ -52,7 +55,8 @@ class ConversionReport:
 
     def _anonymous(self, text: str) -> str:
         """``text`` with paths under the source made relative to it, the source and the
-        destination by their names, and any other absolute path by its file name."""
+        destination by their names, any other absolute path by its file name, and DICOM UIDs
+        (in file or folder names) by ``<UID>``."""
         for root in (self.source, self.destination):
             root = root.rstrip("/\\")
             if not root:
@@ -61,7 +65,7 @@ class ConversionReport:
             text = re.sub(
                 re.escape(root) + r"(?![\w.~-])", PurePath(root).name.replace("\\", "/"), text
             )
-        return _ABSOLUTE.sub(_file_name, text)
+        return _UID.sub("<UID>", _ABSOLUTE.sub(_file_name, text))
 
     def summary(self) -> str:
         lines = [
