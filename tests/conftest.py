@@ -97,6 +97,26 @@ def hippocampus_msd(shared_data: Path) -> Callable[[Path, int], Path]:
     return copy
 
 
+def _identifying_dicom_strings(folder: Path) -> set[str]:
+    import pydicom
+
+    found = set()
+    for path in folder.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
+            found.add(str(ds.get(keyword, "")))
+        for keyword in ("SeriesDescription", "StudyDescription", "StudyDate", "SeriesDate"):
+            found.add(str(ds.get(keyword, "")).strip())
+    return {s for s in found if len(s) >= 4}
+
+
+@pytest.fixture(scope="session")
+def identifying_dicom_strings() -> Callable[[Path], set[str]]:
+    """``identifying_dicom_strings(folder)``: the UIDs, descriptions and dates (4+ characters)
+    of every ``.dcm`` file below ``folder``, which nothing fastseg writes may contain."""
+    return _identifying_dicom_strings
+
+
 def cuda_available() -> bool:
     """A CUDA build of _core and a visible GPU (through torch)."""
     from fastseg import _native

@@ -148,25 +148,15 @@ def test_several_series_refused_unless_series_uid(shared_data, tmp_path):
         read(tmp_path, series_uid="1.2.3")
 
 
-def _identifying_strings(folder):
-    """The UIDs, descriptions and dates of every DICOM file below ``folder``."""
-    found = set()
-    for path in folder.rglob("*.dcm"):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
-            found.add(str(ds.get(keyword, "")))
-        for keyword in ("SeriesDescription", "StudyDescription", "StudyDate", "SeriesDate"):
-            found.add(str(ds.get(keyword, "")).strip())
-    return {s for s in found if len(s) >= 4}
-
-
-def test_several_series_error_names_no_uid_description_or_date(shared_data, tmp_path):
+def test_several_series_error_names_no_uid_description_or_date(
+    shared_data, tmp_path, identifying_dicom_strings
+):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     for name in ("ct_slices", "mr_series_hippocrop"):  # all in one folder, as exported
         for f in (shared_data / "dicom" / name).iterdir():
             shutil.copy(f, mixed / f.name)
-    secrets = _identifying_strings(mixed)
+    secrets = identifying_dicom_strings(mixed)
     assert "HippoCrop" in secrets and len(secrets) > 4  # the check below can fail
     errors = []
     with pytest.raises(InputError) as err:

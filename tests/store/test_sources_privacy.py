@@ -7,11 +7,11 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 
 from fastseg.errors import InputError
@@ -24,18 +24,6 @@ pytestmark = pytest.mark.realdata
 ABSOLUTE = re.compile(r"(^|[\s'\"(=])(/|[A-Za-z]:\\)\w")
 
 
-def _identifying(folder: Path) -> set[str]:
-    """UIDs, descriptions and dates of the DICOM files below ``folder`` (4+ characters)."""
-    found = set()
-    for path in folder.rglob("*.dcm"):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
-            found.add(str(ds.get(keyword, "")))
-        for keyword in ("SeriesDescription", "StudyDescription", "StudyDate", "SeriesDate"):
-            found.add(str(ds.get(keyword, "")).strip())
-    return {s for s in found if len(s) >= 4}
-
-
 def _copy_files(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
@@ -43,7 +31,7 @@ def _copy_files(src: Path, dst: Path) -> None:
 
 
 def test_mixed_series_folder_leaks_nothing_into_store_or_log(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, identifying_dicom_strings: Callable[[Path], set[str]]
 ) -> None:
     """The reviewer's reproducer: one folder holding the CT and the MR series, converted."""
     src = tmp_path / "two"
@@ -52,7 +40,7 @@ def test_mixed_series_folder_leaks_nothing_into_store_or_log(
     _copy_files(shared_data / "dicom" / "mr_series_hippocrop", src / "good")
     (src / "seg").mkdir()
     shutil.copy(shared_data / "dicom" / "seg" / "liver.dcm", src / "seg" / "liver.dcm")
-    secrets = _identifying(src)
+    secrets = identifying_dicom_strings(src)
     assert "HippoCrop" in secrets and len(secrets) > 4
     dst = tmp_path / "st_two.zarr"
     report = convert(src, dst, workers=1, progress=False)

@@ -39,7 +39,8 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _has_dicom_preamble(path: Path) -> bool:
+def has_dicom_preamble(path: Path) -> bool:
+    """Whether ``path`` is a DICOM Part 10 file (b"DICM" after the 128-byte preamble)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(128)
@@ -68,7 +69,7 @@ def read(path: str | os.PathLike[str], **opts: Any) -> Volume:
 
         return read_dicom_series(p, **opts)
     kind = _kind(p)
-    if kind is None and _has_dicom_preamble(p):
+    if kind is None and has_dicom_preamble(p):
         kind = "dicom"
     if kind is not None:
         _check_options(p, kind, opts)

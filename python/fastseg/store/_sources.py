@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg.errors import ImageReadError, InputError
+from fastseg.io._dispatch import has_dicom_preamble
 from fastseg.store._schema import check_case_id
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -196,14 +197,7 @@ def _visible_files(folder: Path, recursive: bool) -> Iterator[Path]:
 
 
 def _is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
-        return True
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
+    return path.suffix.lower() in (".dcm", ".dicom", ".ima") or has_dicom_preamble(path)
 
 
 def _has_dicom(folder: Path, recursive: bool = False) -> bool:
